@@ -1,0 +1,91 @@
+# talos-fleet. `make help` lists the targets; README.md explains them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STACK  ?=
+# A local file state backend inside the repo (git-ignored) unless the caller chose one.
+BACKEND := $(or $(PULUMI_BACKEND_URL),file://$(CURDIR)/.pulumi-state)
+PULUMI  := PULUMI_BACKEND_URL=$(BACKEND) pulumi
+
+.PHONY: help venv test lint typecheck unit bench schema lock validate up preview kubeconfig talosconfig \
+        need-stack need-pulumi clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+# The virtualenv, built from nothing when missing and rebuilt when a lock file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## build the virtualenv (.venv) from the lock files
+
+test: lint typecheck unit ## ruff, mypy and pytest (what CI runs)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest
+
+bench: venv ## evaluate generated fleets of 10/100/1,000 nodes under mocks; print time, resources, calls
+	$(BIN)/python -m bench
+
+schema: venv ## regenerate schema/talos-fleet.schema.json from the spec models
+	$(BIN)/python -m talos_fleet schema > schema/talos-fleet.schema.json
+
+lock: venv ## re-resolve requirements*.txt from requirements*.in (needs pip-tools)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --generate-hashes --no-emit-index-url --no-emit-find-links \
+		-o requirements.txt requirements.in
+	$(BIN)/pip-compile --quiet --strip-extras --generate-hashes --no-emit-index-url --no-emit-find-links \
+		-o requirements-dev.txt requirements-dev.in
+
+validate: need-stack venv ## check stacks/Pulumi.$(STACK).yaml offline
+	@$(BIN)/python -m talos_fleet validate stacks/Pulumi.$(STACK).yaml
+
+up: need-stack need-pulumi validate ## pulumi up for STACK (local state in .pulumi-state unless PULUMI_BACKEND_URL)
+	@mkdir -p .pulumi-state
+	@command -v talosctl >/dev/null 2>&1 || echo "note: talosctl is not installed; pulumi up does not need it, operating the cluster does (README: Prerequisites)"
+	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) up --stack $(STACK)
+
+preview: need-stack need-pulumi validate ## pulumi preview --diff for STACK
+	@mkdir -p .pulumi-state
+	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) preview --diff --stack $(STACK)
+
+kubeconfig: need-stack need-pulumi venv ## write credentials/$(STACK)/<cluster>.kubeconfig (mode 0600)
+	@$(PULUMI) stack output --stack $(STACK) --show-secrets --json kubeconfig \
+		| $(BIN)/python -m tools.write_credentials kubeconfig credentials/$(STACK)
+
+talosconfig: need-stack need-pulumi venv ## write credentials/$(STACK)/<cluster>.talosconfig (mode 0600)
+	@$(PULUMI) stack output --stack $(STACK) --show-secrets --json talosconfig \
+		| $(BIN)/python -m tools.write_credentials talosconfig credentials/$(STACK)
+
+need-stack:
+	@if [ -z "$(STACK)" ]; then \
+		echo "make: say which stack, e.g. 'make $(firstword $(MAKECMDGOALS)) STACK=edge'; stacks:" \
+			$$(ls stacks | sed -nE 's/^Pulumi\.(.+)\.yaml$$/\1/p') >&2; exit 2; fi
+	@if [ ! -f "stacks/Pulumi.$(STACK).yaml" ]; then \
+		echo "make: no stacks/Pulumi.$(STACK).yaml; stacks:" \
+			$$(ls stacks | sed -nE 's/^Pulumi\.(.+)\.yaml$$/\1/p') >&2; exit 2; fi
+
+need-pulumi:
+	@command -v pulumi >/dev/null 2>&1 || { \
+		echo "make: the Pulumi CLI is not installed. Install it (https://www.pulumi.com/docs/iac/download-install/)," >&2; \
+		echo "      for example: curl -fsSL https://get.pulumi.com | sh   then open a new shell and re-run." >&2; \
+		exit 127; }
+
+clean: ## remove the virtualenv and caches (keeps .pulumi-state and credentials)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Pulumi components of talos-fleet: one ComponentResource per file, each with a typed `<Name>Args`."""

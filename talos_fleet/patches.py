@@ -1,0 +1,161 @@
+"""Patch rendering, layered cluster -> role -> node. Pure functions of the spec.
+
+Talos applies patches in order on top of the generated base config; a later document wins.
+talos-fleet always uses this order:
+
+1. cluster layer: what talos-fleet derives from the cluster spec (KubePrism, scheduling on
+   control planes, nameservers, disk encryption), then the cluster's own `patches`;
+2. role layer: what it derives for the role (the VIP on control planes), then
+   `roles.<role>.patches`;
+3. node layer: hostname, static address, install disk and installer image, labels, then the
+   node's own `patches`.
+
+Layers 1 and 2 go into the role's config generation: one secret machine config per role, shared
+byte for byte by every node of that role. Layer 3 is the node's plaintext `config_patches`, so a
+preview shows exactly which nodes a change touches. Nothing secret is ever in layer 3.
+
+Documents use the Talos 1.13 multi-document kinds where they exist (HostnameConfig, LinkConfig,
+Layer2VIPConfig, ResolverConfig, VolumeConfig); v1alpha1 keeps only what has no document yet
+(install, node labels, KubePrism, scheduling). Reference:
+https://www.talos.dev/v1.13/reference/configuration/
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from talos_fleet.spec import Cluster, EncryptionKey, Fleet, ImageSpec, Role, StaticKey
+
+Document = dict[str, Any]
+
+
+def _doc(kind: str, **fields: Any) -> Document:
+    return {"apiVersion": "v1alpha1", "kind": kind, **fields}
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer 1: cluster
+
+
+def cluster_documents(cluster: Cluster, secrets: Mapping[str, str]) -> list[Document]:
+    """The cluster layer. `secrets` resolves secret names (static disk keys) to their values;
+    this layer goes only into the secret config generation, never into a node patch."""
+    v1alpha1: Document = {
+        "machine": {"features": {"kubePrism": {"enabled": cluster.kube_prism.enabled, "port": cluster.kube_prism.port}}}
+    }
+    if cluster.allow_scheduling_on_control_planes:
+        v1alpha1["cluster"] = {"allowSchedulingOnControlPlanes": True}
+    docs = [v1alpha1]
+    if cluster.network.nameservers:
+        docs.append(_doc("ResolverConfig", nameservers=[{"address": ns} for ns in cluster.network.nameservers]))
+    if cluster.disk_encryption is not None:
+        volumes = (("STATE", cluster.disk_encryption.state), ("EPHEMERAL", cluster.disk_encryption.ephemeral))
+        docs.extend(_volume_encryption(volume, keys, secrets) for volume, keys in volumes if keys)
+    return docs
+
+
+def _volume_encryption(volume: str, keys: tuple[EncryptionKey, ...], secrets: Mapping[str, str]) -> Document:
+    rendered: list[Document] = []
+    for slot, key in enumerate(keys):
+        if isinstance(key, StaticKey):
+            rendered.append({"slot": slot, "static": {"passphrase": secrets[key.static]}})
+        else:
+            rendered.append({"slot": slot, key: {}})
+    return _doc("VolumeConfig", name=volume, encryption={"provider": "luks2", "keys": rendered})
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer 2: role
+
+
+def role_documents(cluster: Cluster, role: Role) -> list[Document]:
+    docs: list[Document] = []
+    if role == "controlplane" and cluster.endpoint.vip is not None:
+        # The VIP is announced by the etcd leader among control planes; it exists only after
+        # bootstrap, so nothing talos-fleet talks to (bootstrap, talosconfig) ever targets it.
+        docs.append(_doc("Layer2VIPConfig", name=cluster.endpoint.vip, link=cluster.network.link))
+    return docs
+
+
+def role_config_patches(cluster: Cluster, role: Role, secrets: Mapping[str, str]) -> list[str]:
+    """`config_patches` of the role's config generation: the cluster layer, then the role layer.
+
+    Each layer is its derived documents as one YAML string, then each user patch as a string of
+    its own: a patch string may hold one v1alpha1 document at most.
+    """
+    return _layer(cluster_documents(cluster, secrets), cluster.patches) + _layer(
+        role_documents(cluster, role), cluster.roles.of(role).patches
+    )
+
+
+def _layer(derived: list[Document], user: tuple[Document, ...]) -> list[str]:
+    return ([to_yaml(derived)] if derived else []) + [to_yaml([patch]) for patch in user]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer 3: node
+
+
+def node_documents(fleet: Fleet, cluster: Cluster, hostname: str, installer_image: str) -> list[Document]:
+    node = cluster.nodes[hostname]
+    machine: Document = {
+        "install": {"disk": fleet.install_disk(cluster, node), "image": installer_image},
+    }
+    if node.labels:
+        machine["nodeLabels"] = dict(sorted(node.labels.items()))
+    docs: list[Document] = [
+        {"machine": machine},
+        # The generated 1.13 config carries `HostnameConfig{auto: stable}` and patches merge into
+        # it, so `auto: off` must be explicit or Talos rejects auto and hostname together
+        # (siderolabs/talos#12891).
+        _doc("HostnameConfig", auto="off", hostname=hostname),
+    ]
+    if cluster.addressing_of(node) == "static":
+        prefix = ipaddress.ip_network(cluster.network.cidr).prefixlen
+        docs.append(
+            _doc(
+                "LinkConfig",
+                name=node.link or cluster.network.link,
+                addresses=[{"address": f"{node.ip}/{prefix}"}],
+                routes=[{"gateway": node.gateway or cluster.network.gateway}],
+            )
+        )
+    return docs
+
+
+def node_config_patches(fleet: Fleet, cluster: Cluster, hostname: str, installer_image: str) -> list[str]:
+    """The plaintext `config_patches` of a node's apply: its derived documents, then its own patches."""
+    derived = node_documents(fleet, cluster, hostname, installer_image)
+    return _layer(derived, cluster.nodes[hostname].patches)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image Factory
+
+
+def schematic_documents(image: ImageSpec) -> Document:
+    """The Image Factory schematic (https://www.talos.dev/v1.13/learn-more/image-factory/).
+    Extensions are sorted so equal sets give one schematic id; kernel args keep their order."""
+    customization: Document = {}
+    if image.kernel_args:
+        customization["extraKernelArgs"] = list(image.kernel_args)
+    if image.extensions:
+        customization["systemExtensions"] = {"officialExtensions": sorted(set(image.extensions))}
+    return {"customization": customization}
+
+
+def schematic_yaml(image: ImageSpec) -> str:
+    return to_yaml([schematic_documents(image)])
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def to_yaml(docs: list[Document]) -> str:
+    """Multi-document YAML, keys in the order built (stable), strings quoted where YAML 1.1 would
+    read them as something else (e.g. `off`)."""
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, explicit_start=False)

@@ -1,0 +1,654 @@
+"""The stack spec: frozen pydantic models for the `talos-fleet` config namespace.
+
+The stack file's `talos-fleet:*` keys form one tree::
+
+    defaults  -> fleet-wide Talos/Kubernetes versions, Image Factory image, install disk
+    sources   -> named machine sources (here: bare metal)
+    secrets   -> named secret values, only ever set with `pulumi config set --secret`
+    clusters  -> clusters by name, each with endpoint, network, patches and nodes by hostname
+
+Validation happens once, at the program's entry (see `loader.py`); everything after it receives
+these models and never reads config. Cross-field rules raise `RuleError` with the path of the
+offending field relative to the model that checks it, so the loader can name the full path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, core_schema
+
+from talos_fleet import versions
+
+Role = Literal["controlplane", "worker"]
+ROLES: tuple[Role, ...] = ("controlplane", "worker")
+
+
+class RuleError(ValueError):
+    """A cross-field rule failed at `path` (relative to the validating model)."""
+
+    def __init__(self, path: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar types with the fix in their error message
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS label; use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (e.g. 'edge-01')"
+        )
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label), WithJsonSchema({"type": "string", "pattern": _DNS_LABEL.pattern})]
+
+
+def _version(value: str) -> str:
+    versions.parse_version(value)
+    return value
+
+
+VersionStr = Annotated[
+    str,
+    AfterValidator(_version),
+    WithJsonSchema({"type": "string", "pattern": r"^v\d+\.\d+\.\d+$", "examples": ["v1.13.9"]}),
+]
+
+
+def _contract(value: str) -> str:
+    contract = versions.parse_contract(value)
+    if contract > versions.PROVIDER_MACHINERY:
+        raise ValueError(
+            f"version contract {value} is newer than the provider's Talos machinery "
+            f"(v{versions.fmt_minor(versions.PROVIDER_MACHINERY)}); use configContract "
+            f"v{versions.fmt_minor(versions.PROVIDER_MACHINERY)} or older"
+        )
+    return value
+
+
+ContractStr = Annotated[
+    str,
+    AfterValidator(_contract),
+    WithJsonSchema({"type": "string", "pattern": r"^v\d+\.\d+$", "examples": ["v1.13"]}),
+]
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address; write it like 192.168.10.5") from None
+
+
+IpStr = Annotated[str, AfterValidator(_ip), WithJsonSchema({"type": "string", "examples": ["192.168.10.5"]})]
+
+
+def _ip_or_interface(value: str) -> str:
+    try:
+        return str(ipaddress.ip_interface(value)) if "/" in value else str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address; write it like 192.168.10.11 or, with its prefix, 192.168.10.11/24"
+        ) from None
+
+
+AddressStr = Annotated[
+    str,
+    AfterValidator(_ip_or_interface),
+    WithJsonSchema({"type": "string", "examples": ["192.168.10.11", "192.168.10.11/24"]}),
+]
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a network in CIDR form with host bits zero; write it like 192.168.10.0/24"
+        ) from None
+
+
+CidrStr = Annotated[str, AfterValidator(_network), WithJsonSchema({"type": "string", "examples": ["192.168.10.0/24"]})]
+
+
+def _disk(value: str) -> str:
+    if not value.startswith("/dev/"):
+        raise ValueError(f"{value!r} is not a device path; write it like /dev/sda or /dev/nvme0n1")
+    return value
+
+
+DiskStr = Annotated[str, AfterValidator(_disk), WithJsonSchema({"type": "string", "pattern": "^/dev/"})]
+
+_EXTENSION = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
+
+
+def _extension(value: str) -> str:
+    if not _EXTENSION.match(value):
+        raise ValueError(f"{value!r} is not an official extension name; write it like siderolabs/iscsi-tools")
+    return value
+
+
+ExtensionStr = Annotated[
+    str, AfterValidator(_extension), WithJsonSchema({"type": "string", "pattern": _EXTENSION.pattern})
+]
+
+# Kubernetes label keys: optional DNS-subdomain prefix, then a name of up to 63 characters.
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        if not _LABEL_KEY.match(key):
+            raise ValueError(
+                f"label key {key!r} is not a Kubernetes label key; use [prefix/]name, e.g. topology.kubernetes.io/zone"
+            )
+        if not _LABEL_VALUE.match(val):
+            raise ValueError(
+                f"label {key}={val!r} has an invalid value; use at most 63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit"
+            )
+    return value
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+
+
+def _patch(value: Any) -> Any:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(
+            "a patch is one YAML mapping: a Talos config document (with apiVersion and kind) or a "
+            "partial v1alpha1 document (machine: / cluster:)"
+        )
+    if _contains_secure(value):
+        raise ValueError(
+            "a patch may not hold a secret: patches are plaintext and show in previews; keep the "
+            "value under talos-fleet:secrets and reference it from a field that takes a secret name"
+        )
+    return value
+
+
+def _contains_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return (set(value) == {"secure"}) or any(_contains_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_secure(v) for v in value)
+    return False
+
+
+Patch = Annotated[
+    dict[str, Any],
+    BeforeValidator(_patch),
+    WithJsonSchema({"type": "object", "description": "One Talos machine-config document or partial one"}),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets
+
+
+class SecretInput:
+    """A secret as the loader found it: from `secure:` in the stack file or a secret config key.
+
+    `value` is None when only the ciphertext is known (offline validation of a stack file).
+    The value never appears in repr, so it cannot leak into an error or a log line.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "SecretInput(***)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretInput) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(_secret)
+
+
+def _secret(value: Any) -> SecretInput:
+    if isinstance(value, SecretInput):
+        return value
+    raise ValueError(
+        "this is a plaintext value where a secret belongs; remove it from the stack file and set it "
+        "with `pulumi config set --secret --path '<this path>' <value>`"
+    )
+
+
+SecretValue = Annotated[
+    SecretInput,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {"secure": {"type": "string"}},
+            "required": ["secure"],
+            "additionalProperties": False,
+            "description": "Set with `pulumi config set --secret --path 'talos-fleet:secrets.<name>' <value>`",
+        }
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fleet defaults and machine sources
+
+
+class ImageSpec(Model):
+    """What goes into the Image Factory schematic: the installer every node boots and upgrades to."""
+
+    extensions: tuple[ExtensionStr, ...] = Field(
+        default=(), description="Official system extensions, e.g. siderolabs/iscsi-tools"
+    )
+    kernel_args: tuple[str, ...] = Field(default=(), description="Extra kernel arguments")
+
+
+class Defaults(Model):
+    talos_version: VersionStr = Field(description="Talos version nodes install and run, e.g. v1.13.9")
+    kubernetes_version: VersionStr = Field(description="Kubernetes version, e.g. v1.36.2")
+    config_contract: ContractStr | None = Field(
+        default=None,
+        description=(
+            "Version contract for generated machine configs (vX.Y). Decides generated defaults; "
+            "changing it is a deliberate step. Defaults to the Talos version's minor."
+        ),
+    )
+    image: ImageSpec = ImageSpec()
+    install_disk: DiskStr = Field(default="/dev/sda", description="Disk Talos installs itself to")
+
+    @model_validator(mode="after")
+    def _contract_not_newer_than_talos(self) -> Defaults:
+        if self.config_contract is not None:
+            contract = versions.parse_contract(self.config_contract)
+            if contract > versions.parse_version(self.talos_version).minor_key:
+                raise RuleError(
+                    ("configContract",),
+                    f"configContract {self.config_contract} is newer than talosVersion {self.talos_version}; "
+                    "a contract may only be older than or equal to the running Talos minor",
+                )
+        return self
+
+    @property
+    def contract(self) -> str:
+        """The version contract passed to config generation."""
+        if self.config_contract is not None:
+            return self.config_contract
+        talos = versions.parse_version(self.talos_version)
+        return "v" + versions.fmt_minor(min(talos.minor_key, versions.PROVIDER_MACHINERY))
+
+
+class MetalSource(Model):
+    """Bare metal: the host is booted from Talos media (ISO or PXE) and waits in maintenance mode
+    at the node's address; the config is applied there and Talos installs itself."""
+
+    kind: Literal["metal"]
+    architecture: Literal["amd64", "arm64"] = "amd64"
+
+
+Source = MetalSource
+
+
+# ---------------------------------------------------------------------------------------------
+# Clusters
+
+
+class Endpoint(Model):
+    """The Kubernetes API endpoint: a Layer 2 VIP shared by the control planes, or a host name or
+    address that already reaches them (DNS name, load balancer, or a single node's own IP)."""
+
+    vip: IpStr | None = Field(default=None, description="Layer 2 VIP on the cluster network")
+    host: str | None = Field(default=None, description="DNS name or IP of a load balancer / the node")
+    port: int = Field(default=6443, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Endpoint:
+        if (self.vip is None) == (self.host is None):
+            raise RuleError(
+                (),
+                "set exactly one of endpoint.vip (a free address on the nodes' L2 segment) or "
+                "endpoint.host (a DNS name or load balancer)",
+            )
+        return self
+
+    @property
+    def url(self) -> str:
+        target = self.vip if self.vip is not None else self.host
+        if target is not None and ":" in target:  # IPv6 literal
+            target = f"[{target}]"
+        return f"https://{target}:{self.port}"
+
+
+class ClusterNetwork(Model):
+    cidr: CidrStr = Field(description="The nodes' L2 network, e.g. 192.168.10.0/24")
+    gateway: IpStr | None = Field(default=None, description="Default gateway for static addressing")
+    nameservers: tuple[IpStr, ...] = Field(default=(), description="DNS servers (default: from DHCP)")
+    addressing: Literal["static", "dhcp"] = Field(
+        default="dhcp",
+        description="static: each node's address goes into its own patch; dhcp: a reservation serves it",
+    )
+    link: str | None = Field(default=None, description="Interface name carrying the address and the VIP, e.g. enp1s0")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr)
+
+    @model_validator(mode="after")
+    def _gateway_inside(self) -> ClusterNetwork:
+        if self.gateway is not None and ipaddress.ip_address(self.gateway) not in self.network:
+            raise RuleError(
+                ("gateway",),
+                f"gateway {self.gateway} is outside the cluster network {self.cidr}; use an address inside it",
+            )
+        return self
+
+
+class KubePrism(Model):
+    """KubePrism: an in-node load balancer for the API on localhost (on by default in Talos)."""
+
+    enabled: bool = True
+    port: int = Field(default=7445, ge=1, le=65535)
+
+
+class StaticKey(Model):
+    static: str = Field(description="Name of a passphrase under talos-fleet:secrets")
+
+
+def _encryption_key(value: Any) -> Any:
+    if value in ("nodeID", "tpm") or isinstance(value, StaticKey):
+        return value
+    if isinstance(value, dict) and set(value) == {"static"} and isinstance(value["static"], str):
+        return value
+    raise ValueError(
+        f"{value!r} is not an encryption key; use nodeID (bound to this node), tpm (needs SecureBoot) "
+        "or {static: <name of a secret under talos-fleet:secrets>}"
+    )
+
+
+EncryptionKey = Annotated[Literal["nodeID", "tpm"] | StaticKey, BeforeValidator(_encryption_key)]
+
+
+class DiskEncryption(Model):
+    """LUKS2 encryption of the STATE and EPHEMERAL volumes; key slots in the order given."""
+
+    state: tuple[EncryptionKey, ...] = Field(default=(), description="Keys for STATE (machine config)")
+    ephemeral: tuple[EncryptionKey, ...] = Field(default=(), description="Keys for EPHEMERAL (/var)")
+
+    def secret_names(self) -> list[str]:
+        return [k.static for k in (*self.state, *self.ephemeral) if isinstance(k, StaticKey)]
+
+
+class RoleSpec(Model):
+    patches: tuple[Patch, ...] = Field(default=(), description="Patches for every node of this role")
+
+
+class Roles(Model):
+    controlplane: RoleSpec = RoleSpec()
+    worker: RoleSpec = RoleSpec()
+
+    def of(self, role: Role) -> RoleSpec:
+        return self.controlplane if role == "controlplane" else self.worker
+
+
+class Node(Model):
+    role: Role
+    source: str = Field(description="Name of a machine source under talos-fleet:sources")
+    address: AddressStr = Field(
+        description="The node's IP (optionally with prefix): Talos is reached here, in maintenance "
+        "mode before install and on the same address after"
+    )
+    gateway: IpStr | None = Field(default=None, description="Overrides the cluster network's gateway")
+    link: str | None = Field(default=None, description="Overrides the cluster network's link")
+    addressing: Literal["static", "dhcp"] | None = Field(
+        default=None, description="Overrides the cluster network's addressing"
+    )
+    labels: Labels = Field(default_factory=dict, description="Kubernetes node labels")
+    install_disk: DiskStr | None = Field(default=None, description="Overrides the fleet's install disk")
+    patches: tuple[Patch, ...] = Field(default=(), description="Extra plaintext patches for this node")
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/", 1)[0]
+
+
+class Cluster(Model):
+    endpoint: Endpoint
+    network: ClusterNetwork
+    talos_version: VersionStr | None = Field(default=None, description="Overrides defaults.talosVersion")
+    kubernetes_version: VersionStr | None = Field(default=None, description="Overrides defaults.kubernetesVersion")
+    image: ImageSpec | None = Field(default=None, description="Overrides defaults.image")
+    install_disk: DiskStr | None = Field(default=None, description="Overrides defaults.installDisk")
+    allow_scheduling_on_control_planes: bool = Field(
+        default=False, description="Run workloads on control planes (single-node and small clusters)"
+    )
+    kube_prism: KubePrism = KubePrism()
+    disk_encryption: DiskEncryption | None = None
+    patches: tuple[Patch, ...] = Field(default=(), description="Patches for every node of the cluster")
+    roles: Roles = Roles()
+    nodes: dict[DnsLabel, Node]
+
+    def nodes_of(self, role: Role) -> list[tuple[str, Node]]:
+        """Nodes of a role in stack-file order: the first control plane bootstraps etcd."""
+        return [(h, n) for h, n in self.nodes.items() if n.role == role]
+
+    def addressing_of(self, node: Node) -> Literal["static", "dhcp"]:
+        return node.addressing or self.network.addressing
+
+    @model_validator(mode="after")
+    def _rules(self) -> Cluster:
+        control_planes = self.nodes_of("controlplane")
+        if not control_planes:
+            raise RuleError(
+                ("nodes",),
+                "the cluster has no control plane; give one node (or three) role: controlplane",
+            )
+        if len(control_planes) % 2 == 0:
+            raise RuleError(
+                ("nodes",),
+                f"the cluster has {len(control_planes)} control planes; etcd needs a majority, so an even "
+                f"count tolerates no more failures than {len(control_planes) - 1} and is worse: use "
+                f"{len(control_planes) - 1} or {len(control_planes) + 1}",
+            )
+        net = self.network.network
+        vip = self.endpoint.vip
+        if vip is not None:
+            if ipaddress.ip_address(vip) not in net:
+                raise RuleError(
+                    ("endpoint", "vip"),
+                    f"VIP {vip} is outside the cluster network {self.network.cidr}; a Layer 2 VIP must be "
+                    "a free address on the nodes' segment",
+                )
+            if self.network.link is None:
+                raise RuleError(
+                    ("network", "link"),
+                    "a VIP endpoint needs network.link, the interface the VIP is announced on (e.g. enp1s0)",
+                )
+        for host, node in self.nodes.items():
+            self._check_node(host, node, net, vip)
+        return self
+
+    def _check_node(
+        self,
+        host: str,
+        node: Node,
+        net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+        vip: str | None,
+    ) -> None:
+        path = ("nodes", host)
+        iface = ipaddress.ip_interface(node.address)
+        if iface.ip not in net:
+            raise RuleError(
+                (*path, "address"),
+                f"{node.ip} is outside the cluster network {self.network.cidr}; use an address inside it "
+                "or fix network.cidr",
+            )
+        if "/" in node.address and iface.network != net:
+            raise RuleError(
+                (*path, "address"),
+                f"{node.address} has prefix /{iface.network.prefixlen} but the cluster network is "
+                f"{self.network.cidr}; drop the prefix or make them agree",
+            )
+        if node.ip == vip:
+            raise RuleError(
+                (*path, "address"),
+                f"{node.ip} is the cluster's VIP; the VIP floats between control planes and must not be "
+                "a node's own address: pick another address for the node or the VIP",
+            )
+        gateway = node.gateway or self.network.gateway
+        if node.gateway is not None and ipaddress.ip_address(node.gateway) not in net:
+            raise RuleError(
+                (*path, "gateway"),
+                f"gateway {node.gateway} is outside the cluster network {self.network.cidr}",
+            )
+        if self.addressing_of(node) == "static":
+            if gateway is None:
+                raise RuleError(
+                    (*path, "gateway"),
+                    "static addressing needs a gateway; set network.gateway for the cluster or gateway here",
+                )
+            if (node.link or self.network.link) is None:
+                raise RuleError(
+                    (*path, "link"),
+                    "static addressing needs the interface name; set network.link for the cluster or link here",
+                )
+
+    def secret_names(self) -> list[str]:
+        return self.disk_encryption.secret_names() if self.disk_encryption else []
+
+
+# ---------------------------------------------------------------------------------------------
+# The fleet
+
+
+class Fleet(Model):
+    """The whole `talos-fleet` namespace of one stack."""
+
+    defaults: Defaults
+    sources: dict[DnsLabel, Source] = Field(description="Machine sources by name")
+    secrets: dict[str, SecretValue] = Field(
+        default_factory=dict,
+        description="Secret values by name; set each with `pulumi config set --secret --path`",
+    )
+    clusters: dict[DnsLabel, Cluster]
+
+    # Resolved per-cluster settings: a cluster's own value, else the fleet default.
+
+    def talos_version(self, cluster: Cluster) -> str:
+        return cluster.talos_version or self.defaults.talos_version
+
+    def kubernetes_version(self, cluster: Cluster) -> str:
+        return cluster.kubernetes_version or self.defaults.kubernetes_version
+
+    def image(self, cluster: Cluster) -> ImageSpec:
+        return cluster.image or self.defaults.image
+
+    def install_disk(self, cluster: Cluster, node: Node) -> str:
+        return node.install_disk or cluster.install_disk or self.defaults.install_disk
+
+    def all_nodes(self) -> Iterator[tuple[str, str, Node]]:
+        for cname, cluster in self.clusters.items():
+            for host, node in cluster.nodes.items():
+                yield cname, host, node
+
+    @model_validator(mode="after")
+    def _rules(self) -> Fleet:
+        if not self.clusters:
+            raise RuleError(("clusters",), "no clusters are defined; add one under talos-fleet:clusters")
+        for cname, cluster in self.clusters.items():
+            self._check_versions(cname, cluster)
+            for secret in cluster.secret_names():
+                if secret not in self.secrets:
+                    raise RuleError(
+                        ("clusters", cname, "diskEncryption"),
+                        f"secret {secret!r} is not defined; set it with "
+                        f"`pulumi config set --secret --path 'talos-fleet:secrets.{secret}' <value>`",
+                    )
+            for host, node in cluster.nodes.items():
+                if node.source not in self.sources:
+                    known = ", ".join(sorted(self.sources)) or "none defined"
+                    raise RuleError(
+                        ("clusters", cname, "nodes", host, "source"),
+                        f"machine source {node.source!r} is not defined (known: {known}); add it under "
+                        "talos-fleet:sources or fix the name",
+                    )
+        self._check_unique()
+        return self
+
+    def _check_versions(self, cname: str, cluster: Cluster) -> None:
+        talos = versions.parse_version(self.talos_version(cluster))
+        kube = versions.parse_version(self.kubernetes_version(cluster))
+        problem = versions.kubernetes_support_error(talos, kube)
+        if problem is None:
+            return
+        if cluster.kubernetes_version is not None:
+            path: tuple[str, ...] = ("clusters", cname, "kubernetesVersion")
+        elif cluster.talos_version is not None:
+            path = ("clusters", cname, "talosVersion")
+        else:
+            path = ("defaults", "kubernetesVersion")
+        raise RuleError(path, problem)
+
+    def _check_unique(self) -> None:
+        hosts = Counter(host for _, host, _ in self.all_nodes())
+        for cname, host, _ in self.all_nodes():
+            if hosts[host] > 1:
+                others = [c for c, h, _ in self.all_nodes() if h == host and c != cname]
+                raise RuleError(
+                    ("clusters", cname, "nodes", host),
+                    f"hostname {host!r} is also used in cluster {others[0]!r}; hostnames name resources "
+                    "and Kubernetes nodes, so they must be unique across the fleet: rename one",
+                )
+        owners: dict[str, tuple[str, ...]] = {}
+        for cname, cluster in self.clusters.items():
+            if cluster.endpoint.vip is not None:
+                owners[cluster.endpoint.vip] = ("clusters", cname, "endpoint", "vip")
+        for cname, host, node in self.all_nodes():
+            path = ("clusters", cname, "nodes", host, "address")
+            if node.ip in owners:
+                first = ".".join(owners[node.ip])
+                raise RuleError(
+                    path,
+                    f"address {node.ip} is already used by {first}; every node and VIP needs its own address",
+                )
+            owners[node.ip] = path

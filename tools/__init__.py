@@ -1,0 +1,1 @@
+"""Small operator tools behind the Makefile targets."""
