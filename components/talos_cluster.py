@@ -69,8 +69,10 @@ class TalosCluster(pulumi.ComponentResource):
                 additional_secret_outputs=["machineSecrets", "clientConfiguration"],
             ),
         )
-        machine_secrets = wire_output(secrets.machine_secrets)
-        client_configuration = wire_output(secrets.client_configuration)
+        # Marked secret here as well: additionalSecretOutputs is enforced by the engine only, and
+        # these values travel on into invokes and other resources' inputs.
+        machine_secrets = pulumi.Output.secret(wire_output(secrets.machine_secrets))
+        client_configuration = pulumi.Output.secret(wire_output(secrets.client_configuration))
 
         role_configs = {
             role: talos.machine.get_configuration_output(

@@ -1,0 +1,299 @@
+"""Run the real `__main__.py` under Pulumi's mock runtime and record what reaches the providers.
+
+`RecordingMonitor` subclasses the SDK's MockMonitor to keep every RegisterResource request's
+options (parent, dependencies, protect, ignoreChanges, additionalSecretOutputs, provider) and
+every Invoke with its wire arguments, in order. `FakeTalos` answers like pulumiverse-talos would:
+camelCase objects with recognisable fake credentials, so tests can look for them where they must
+never be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "__main__.py"
+SECRET_SIG = rpc._special_sig_key  # the key Pulumi uses to mark a secret value on the wire
+SECRET_MARK = rpc._special_secret_sig
+
+# Fake credentials, shaped as the provider returns them (camelCase). Each string is unique so a
+# test can find any of them anywhere it leaked.
+FAKE_MACHINE_SECRETS: dict[str, Any] = {
+    "certs": {
+        "etcd": {"cert": "FAKE-etcd-cert", "key": "FAKE-etcd-key"},
+        "k8s": {"cert": "FAKE-k8s-cert", "key": "FAKE-k8s-key"},
+        "k8sAggregator": {"cert": "FAKE-agg-cert", "key": "FAKE-agg-key"},
+        "k8sServiceaccount": {"key": "FAKE-sa-key"},
+        "os": {"cert": "FAKE-os-cert", "key": "FAKE-os-key"},
+    },
+    "cluster": {"id": "FAKE-cluster-id", "secret": "FAKE-cluster-secret"},
+    "secrets": {
+        "bootstrapToken": "FAKE-bootstrap-token",
+        "secretboxEncryptionSecret": "FAKE-secretbox",
+    },
+    "trustdinfo": {"token": "FAKE-trustd-token"},
+}
+FAKE_CLIENT_CONFIGURATION = {
+    "caCertificate": "FAKE-client-ca",
+    "clientCertificate": "FAKE-client-cert",
+    "clientKey": "FAKE-client-key",
+}
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _leaves(v)
+    elif isinstance(value, str):
+        yield value
+
+
+FAKE_CREDENTIAL_STRINGS = [*_leaves(FAKE_MACHINE_SECRETS), *_leaves(FAKE_CLIENT_CONFIGURATION)]
+
+
+def installer_for(schematic_id: str, version: str, arch: str) -> str:
+    return f"factory.talos.dev/metal-installer/{schematic_id}:{version}#{arch}"
+
+
+class FakeTalos(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "talos:machine/secrets:Secrets":
+            outputs["machineSecrets"] = FAKE_MACHINE_SECRETS
+            outputs["clientConfiguration"] = FAKE_CLIENT_CONFIGURATION
+        elif args.typ == "talos:imageFactory/schematic:Schematic":
+            # The factory's id is a content hash: equal schematics, equal ids.
+            schematic = str(args.inputs.get("schematic", ""))
+            return hashlib.sha256(schematic.encode()).hexdigest(), outputs
+        elif args.typ == "talos:cluster/kubeconfig:Kubeconfig":
+            outputs["kubeconfigRaw"] = f"FAKE-kubeconfig-for-{plain(args.inputs.get('node'))}"
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+        a = args.args
+        if args.token == "talos:machine/getConfiguration:getConfiguration":
+            return {"machineConfiguration": f"FAKE-{plain(a.get('machineType'))}-config"}
+        if args.token == "talos:imageFactory/getUrls:getUrls":
+            installer = installer_for(plain(a["schematicId"]), plain(a["talosVersion"]), plain(a["architecture"]))
+            return {"urls": {"installer": installer}}
+        if args.token == "talos:client/getConfiguration:getConfiguration":
+            return {"talosConfig": "FAKE-talosconfig"}
+        if args.token == "talos:cluster/getHealth:getHealth":
+            return {"id": "healthy"}
+        return {}
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    inputs: dict[str, Any]
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    protect: bool
+    ignore_changes: list[str]
+    additional_secret_outputs: list[str]
+    provider: str
+    aliases: list[str]
+
+
+@dataclass
+class Invoke:
+    token: str
+    args: dict[str, Any]
+    provider: str
+
+
+@dataclass
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    events: list[Registration | Invoke] = field(default_factory=list)
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.events = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self.events.append(
+            Registration(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                parent=request.parent,
+                inputs=rpc.deserialize_properties(request.object),
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                protect=bool(request.protect),
+                ignore_changes=list(request.ignoreChanges),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                provider=request.provider,
+                aliases=[a.urn for a in request.aliases],
+            )
+        )
+        return super().RegisterResource(request)
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        self.events.append(
+            Invoke(
+                token=request.tok,
+                args=rpc.deserialize_properties(request.args),
+                provider=request.provider,
+            )
+        )
+        return super().Invoke(request)
+
+
+@dataclass
+class Run:
+    monitor: RecordingMonitor
+    exports: dict[str, Any]
+
+    @property
+    def registrations(self) -> list[Registration]:
+        return [e for e in self.monitor.events if isinstance(e, Registration)]
+
+    @property
+    def invokes(self) -> list[Invoke]:
+        return [e for e in self.monitor.events if isinstance(e, Invoke)]
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def calls(self, token: str) -> list[Invoke]:
+        return [i for i in self.invokes if i.token == token]
+
+    def by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.registrations}
+
+    def index(self, event: Registration | Invoke) -> int:
+        return next(i for i, e in enumerate(self.monitor.events) if e is event)
+
+    def export(self, name: str) -> Any:
+        """An export's resolved value, with secret markers kept where the value is secret."""
+        return resolve(self.exports[name])
+
+
+def resolve(value: Any) -> Any:
+    """Resolve (possibly nested) Outputs; secret values come back wrapped as `{SECRET_SIG: ...}`."""
+    if isinstance(value, pulumi.Output):
+        inner = _sync_await(value.future())
+        if _sync_await(value.is_secret()):
+            return {SECRET_SIG: SECRET_MARK, "value": resolve(inner)}
+        return resolve(inner)
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_MARK
+
+
+def plain(value: Any) -> Any:
+    """The value with every secret marker removed."""
+    if is_secret(value):
+        return plain(value["value"])
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def plaintext_strings(value: Any) -> Iterator[str]:
+    """Every string in `value` that is not under a secret marker."""
+    if is_secret(value):
+        return
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from plaintext_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from plaintext_strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def engine_config_of(stack_file: Path | str) -> tuple[dict[str, str], list[str]]:
+    """What the Pulumi engine would hand the program for a stack file whose secure values are
+    set: structured values as JSON text; `secure:` values decrypted to a fake plaintext."""
+    document = yaml.safe_load(Path(stack_file).read_text())
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        decrypted, had_secret = _decrypt(value, key)
+        config[key] = decrypted if isinstance(decrypted, str) else json.dumps(decrypted)
+        if had_secret:
+            secret_keys.append(key)
+    return config, secret_keys
+
+
+def _decrypt(value: Any, path: str) -> tuple[Any, bool]:
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return f"FAKE-decrypted-{path}", True
+    if isinstance(value, dict):
+        pairs = {k: _decrypt(v, f"{path}.{k}") for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(s for _, s in pairs.values())
+    return value, False
+
+
+def run_program(config: Mapping[str, str], secret_keys: list[str] | None = None) -> Run:
+    """Build the whole program under fresh mocks with this engine config; wait for everything."""
+    run, error = _run(config, secret_keys)
+    if error is not None:
+        raise error
+    return run
+
+
+def run_failing_program(config: Mapping[str, str], secret_keys: list[str] | None = None) -> tuple[Run, BaseException]:
+    """Like run_program for a program expected to fail: what was recorded, and the error."""
+    run, error = _run(config, secret_keys)
+    assert error is not None, "the program was expected to fail"
+    return run, error
+
+
+def _run(config: Mapping[str, str], secret_keys: list[str] | None) -> tuple[Run, BaseException | None]:
+    mocks = FakeTalos()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="talos-fleet", stack="test", preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys or []))
+    exports: dict[str, Any] = {}
+    original_export = pulumi.export
+
+    def record(name: str, value: Any) -> None:
+        exports[name] = value
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> None:
+        runpy.run_path(str(MAIN), run_name="__main__")
+
+    pulumi.export = record
+    error: BaseException | None = None
+    try:
+        program()
+    except Exception as exc:
+        error = exc
+    finally:
+        pulumi.export = original_export
+    return Run(monitor, exports), error
+
+
+def run_stack_file(stack_file: Path | str) -> Run:
+    return run_program(*engine_config_of(stack_file))
