@@ -24,7 +24,7 @@ from typing import Any
 import pulumi
 import pulumiverse_talos as talos
 
-from components.wire import wire_output
+from components.wire import secret_wire
 from talos_fleet import naming, patches
 from talos_fleet.plan import plan_cluster
 from talos_fleet.spec import ROLES, Fleet, Role
@@ -69,10 +69,8 @@ class TalosCluster(pulumi.ComponentResource):
                 additional_secret_outputs=["machineSecrets", "clientConfiguration"],
             ),
         )
-        # Marked secret here as well: additionalSecretOutputs is enforced by the engine only, and
-        # these values travel on into invokes and other resources' inputs.
-        machine_secrets = pulumi.Output.secret(wire_output(secrets.machine_secrets))
-        client_configuration = pulumi.Output.secret(wire_output(secrets.client_configuration))
+        machine_secrets = secret_wire(secrets.machine_secrets)
+        client_configuration = secret_wire(secrets.client_configuration)
 
         role_configs = {
             role: talos.machine.get_configuration_output(

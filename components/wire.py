@@ -31,6 +31,7 @@ def to_wire(value: Any) -> Any:
     return value
 
 
-def wire_output(value: pulumi.Output[Any]) -> pulumi.Output[Any]:
-    """`to_wire` under an Output; secrecy and dependencies carry over."""
-    return value.apply(to_wire)
+def secret_wire(value: pulumi.Output[Any]) -> pulumi.Output[Any]:
+    """`to_wire` under an Output, marked secret: these are credentials, and additionalSecretOutputs
+    on their resource is enforced by the engine only, not by every runtime that evaluates us."""
+    return pulumi.Output.secret(value.apply(to_wire))

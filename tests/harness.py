@@ -84,18 +84,18 @@ class FakeTalos(pulumi.runtime.Mocks):
             outputs["kubeconfigRaw"] = f"FAKE-kubeconfig-for-{plain(args.inputs.get('node'))}"
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         a = args.args
         if args.token == "talos:machine/getConfiguration:getConfiguration":
-            return {"machineConfiguration": f"FAKE-{plain(a.get('machineType'))}-config"}
+            return {"machineConfiguration": f"FAKE-{plain(a.get('machineType'))}-config"}, None
         if args.token == "talos:imageFactory/getUrls:getUrls":
             installer = installer_for(plain(a["schematicId"]), plain(a["talosVersion"]), plain(a["architecture"]))
-            return {"urls": {"installer": installer}}
+            return {"urls": {"installer": installer}}, None
         if args.token == "talos:client/getConfiguration:getConfiguration":
-            return {"talosConfig": "FAKE-talosconfig"}
+            return {"talosConfig": "FAKE-talosconfig"}, None
         if args.token == "talos:cluster/getHealth:getHealth":
-            return {"id": "healthy"}
-        return {}
+            return {"id": "healthy"}, None
+        return {}, None
 
 
 @dataclass
@@ -147,7 +147,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 aliases=[a.urn for a in request.aliases],
             )
         )
-        return super().RegisterResource(request)
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
     def Invoke(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         self.events.append(
@@ -157,7 +157,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 provider=request.provider,
             )
         )
-        return super().Invoke(request)
+        return super().Invoke(request)  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -280,7 +280,7 @@ def _run(config: Mapping[str, str], secret_keys: list[str] | None) -> tuple[Run,
     def record(name: str, value: Any) -> None:
         exports[name] = value
 
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    @pulumi.runtime.test
     def program() -> None:
         runpy.run_path(str(MAIN), run_name="__main__")
 

@@ -242,8 +242,10 @@ def test_talosconfig_targets_control_plane_addresses_never_the_vip(valid_stack: 
 def test_everything_uses_the_explicit_talos_provider(run: Run) -> None:
     (provider,) = run.of_type("pulumi:providers:talos")
     reference = f"{provider.urn}::{provider.name}-id"
-    talos_events = [e for e in run.monitor.events if isinstance(e, Invoke) and e.token.startswith("talos:")]
-    talos_events += [r for r in run.registrations if r.type.startswith("talos:")]
+    talos_events: list[Invoke | Registration] = [
+        *(e for e in run.invokes if e.token.startswith("talos:")),
+        *(r for r in run.registrations if r.type.startswith("talos:")),
+    ]
     for event in talos_events:
         assert event.provider == reference, f"{event} does not use the explicit provider"
 
