@@ -87,15 +87,15 @@ class FakeTalos(pulumi.runtime.Mocks):
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         a = args.args
         if args.token == "talos:machine/getConfiguration:getConfiguration":
-            return {"machineConfiguration": f"FAKE-{plain(a.get('machineType'))}-config"}, None
+            return {"machineConfiguration": f"FAKE-{plain(a.get('machineType'))}-config"}, []
         if args.token == "talos:imageFactory/getUrls:getUrls":
             installer = installer_for(plain(a["schematicId"]), plain(a["talosVersion"]), plain(a["architecture"]))
-            return {"urls": {"installer": installer}}, None
+            return {"urls": {"installer": installer}}, []
         if args.token == "talos:client/getConfiguration:getConfiguration":
-            return {"talosConfig": "FAKE-talosconfig"}, None
+            return {"talosConfig": "FAKE-talosconfig"}, []
         if args.token == "talos:cluster/getHealth:getHealth":
-            return {"id": "healthy"}, None
-        return {}, None
+            return {"id": "healthy"}, []
+        return {}, []
 
 
 @dataclass
