@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -76,6 +75,13 @@ def _dns_label(value: str) -> str:
 DnsLabel = Annotated[str, AfterValidator(_dns_label), WithJsonSchema({"type": "string", "pattern": _DNS_LABEL.pattern})]
 
 
+def _text(value: Any) -> Any:
+    """YAML reads `1.13` as a number; say what to write instead of "should be a valid string"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} was read as a number; write versions like v1.13.9 (with the leading 'v')")
+    return value
+
+
 def _version(value: str) -> str:
     versions.parse_version(value)
     return value
@@ -83,6 +89,7 @@ def _version(value: str) -> str:
 
 VersionStr = Annotated[
     str,
+    BeforeValidator(_text),
     AfterValidator(_version),
     WithJsonSchema({"type": "string", "pattern": r"^v\d+\.\d+\.\d+$", "examples": ["v1.13.9"]}),
 ]
@@ -101,6 +108,7 @@ def _contract(value: str) -> str:
 
 ContractStr = Annotated[
     str,
+    BeforeValidator(_text),
     AfterValidator(_contract),
     WithJsonSchema({"type": "string", "pattern": r"^v\d+\.\d+$", "examples": ["v1.13"]}),
 ]
@@ -630,15 +638,15 @@ class Fleet(Model):
         raise RuleError(path, problem)
 
     def _check_unique(self) -> None:
-        hosts = Counter(host for _, host, _ in self.all_nodes())
+        first_cluster: dict[str, str] = {}
         for cname, host, _ in self.all_nodes():
-            if hosts[host] > 1:
-                others = [c for c, h, _ in self.all_nodes() if h == host and c != cname]
+            if host in first_cluster:
                 raise RuleError(
                     ("clusters", cname, "nodes", host),
-                    f"hostname {host!r} is also used in cluster {others[0]!r}; hostnames name resources "
-                    "and Kubernetes nodes, so they must be unique across the fleet: rename one",
+                    f"hostname {host!r} is also used in cluster {first_cluster[host]!r}; hostnames name "
+                    "resources and Kubernetes nodes, so they must be unique across the fleet: rename one",
                 )
+            first_cluster[host] = cname
         owners: dict[str, tuple[str, ...]] = {}
         for cname, cluster in self.clusters.items():
             if cluster.endpoint.vip is not None:
@@ -646,7 +654,7 @@ class Fleet(Model):
         for cname, host, node in self.all_nodes():
             path = ("clusters", cname, "nodes", host, "address")
             if node.ip in owners:
-                first = ".".join(owners[node.ip])
+                first = "talos-fleet:" + ".".join(owners[node.ip])
                 raise RuleError(
                     path,
                     f"address {node.ip} is already used by {first}; every node and VIP needs its own address",
