@@ -26,9 +26,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from talos_fleet.spec import Fleet, RuleError, SecretInput
+from talos_fleet.spec import NAMESPACE, Fleet, RuleError, SecretInput
 
-NAMESPACE = "talos-fleet"
 SECRETS_KEY = "secrets"
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from talos_fleet.loader import NAMESPACE
-from talos_fleet.spec import Fleet
+from talos_fleet.spec import NAMESPACE, Fleet
 
 
 def stack_file_schema() -> dict[str, Any]:

@@ -34,6 +34,9 @@ from pydantic_core import CoreSchema, core_schema
 
 from talos_fleet import versions
 
+NAMESPACE = "talos-fleet"
+"""The Pulumi config namespace of every key talos-fleet reads."""
+
 Role = Literal["controlplane", "worker"]
 ROLES: tuple[Role, ...] = ("controlplane", "worker")
 
@@ -654,7 +657,7 @@ class Fleet(Model):
         for cname, host, node in self.all_nodes():
             path = ("clusters", cname, "nodes", host, "address")
             if node.ip in owners:
-                first = "talos-fleet:" + ".".join(owners[node.ip])
+                first = f"{NAMESPACE}:" + ".".join(owners[node.ip])
                 raise RuleError(
                     path,
                     f"address {node.ip} is already used by {first}; every node and VIP needs its own address",
