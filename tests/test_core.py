@@ -28,16 +28,18 @@ LABEL_VALUE = st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True)
 @st.composite
 def fleets(draw: st.DrawFn) -> tuple[dict[str, Any], list[int]]:
     """A valid fleet tree (one or two clusters on 10.<c>.0.0/16) and the host numbers in use."""
-    hosts = draw(st.lists(HOSTNAME, min_size=1, max_size=12, unique=True))
-    control_planes = draw(st.sampled_from([1, 3, 5]))
-    hosts = hosts + [f"cp-{i}" for i in range(control_planes) if f"cp-{i}" not in hosts]
+    # Roles come from membership, never from parsing names: a drawn worker hostname may look
+    # like anything, so workers are kept out of the control planes' `cp-` names.
+    control_planes = [f"cp-{i}" for i in range(draw(st.sampled_from([1, 3, 5])))]
+    workers = draw(st.lists(HOSTNAME.filter(lambda h: not h.startswith("cp-")), max_size=12, unique=True))
+    hosts = control_planes + workers
     numbers = draw(st.lists(st.integers(10, 250), min_size=len(hosts), max_size=len(hosts), unique=True))
     vip = draw(st.booleans())
     static = draw(st.booleans())
     nodes: dict[str, Any] = {}
     for i, (host, number) in enumerate(zip(hosts, numbers, strict=True)):
         node: dict[str, Any] = {
-            "role": "controlplane" if host.startswith("cp-") and int(host[3:]) < control_planes else "worker",
+            "role": "controlplane" if host in control_planes else "worker",
             "source": draw(st.sampled_from(["metal", "arm"])),
             "address": f"10.0.0.{number}",
         }
