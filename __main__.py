@@ -1,15 +1,21 @@
 """talos-fleet: Talos Linux Kubernetes clusters from one stack file (stacks/Pulumi.<env>.yaml).
 
-Load and validate the spec once, build the provider, create one TalosCluster per cluster, export.
+Load and validate the spec once, build the Talos provider, create the components, export.
+Machines come first (VMs on libvirt hosts, PXE entries in matchbox) so each node's config apply
+reads its address through the machine that serves it; bare metal without PXE waits at its address.
 """
 
 import pulumi
 import pulumiverse_talos as talos
 
+from components.libvirt_hypervisor import LibvirtHypervisor, LibvirtHypervisorArgs
+from components.matchbox_pxe import MatchboxPxe, MatchboxPxeArgs, PxeAssets
 from components.stack_config import engine_config
 from components.talos_cluster import TalosCluster, TalosClusterArgs
+from components.talos_images import TalosImages, TalosImagesArgs
 from talos_fleet import naming
 from talos_fleet.loader import SpecError, load_pulumi_config
+from talos_fleet.plan import plan_hypervisors, plan_pxe
 
 try:
     fleet = load_pulumi_config(*engine_config())
@@ -17,19 +23,62 @@ except SpecError as error:
     # RunError ends the program with this message and no traceback, before any resource exists.
     raise pulumi.RunError(str(error)) from None
 
-# One explicit provider, handed to every component, so nothing falls back to a default provider.
+# One explicit Talos provider, handed to every Talos component, so nothing falls back to a default
+# provider. Machine-source components build their own, one per hypervisor or matchbox server.
 talos_provider = talos.Provider(naming.talos_provider())
+with_talos = pulumi.ResourceOptions(providers=[talos_provider])
+images = TalosImages(naming.images_component(), TalosImagesArgs(fleet=fleet), opts=with_talos)
+
+
+def urls(media_cluster: str, architecture: str) -> pulumi.Output[talos.imagefactory.outputs.GetUrlsUrlsResult]:
+    return images.urls[naming.installer_urls(media_cluster, architecture)]
+
+
+node_addresses: dict[str, pulumi.Output[str]] = {}
+for hypervisor in plan_hypervisors(fleet):
+    host = LibvirtHypervisor(
+        hypervisor.name,
+        LibvirtHypervisorArgs(
+            plan=hypervisor,
+            iso_urls={m.key: urls(m.cluster, m.architecture).iso for m in hypervisor.boot_media},
+        ),
+    )
+    node_addresses.update(host.node_addresses)
+for pxe in plan_pxe(fleet):
+    server = MatchboxPxe(
+        pxe.source,
+        MatchboxPxeArgs(
+            plan=pxe,
+            credentials={k: fleet.secrets[name].value or "" for k, name in pxe.matchbox.secret_names().items()},
+            assets={
+                m.key: PxeAssets(
+                    kernel=urls(m.cluster, m.architecture).kernel,
+                    initramfs=urls(m.cluster, m.architecture).initramfs,
+                    image=fleet.image(fleet.clusters[m.cluster]),
+                )
+                for m in pxe.boot_media
+            },
+        ),
+    )
+    node_addresses.update(server.node_addresses)
 
 clusters = {
     name: TalosCluster(
         naming.cluster_component(name),
-        TalosClusterArgs(fleet=fleet, cluster=name),
-        opts=pulumi.ResourceOptions(providers=[talos_provider]),
+        TalosClusterArgs(
+            fleet=fleet,
+            cluster=name,
+            installers={arch: urls(name, arch).installer for arch in fleet.architectures(name)},
+            node_addresses=node_addresses,
+        ),
+        opts=with_talos,
     )
     for name in fleet.clusters
 }
 
 pulumi.export("endpoints", {name: c.endpoint for name, c in clusters.items()})
 pulumi.export("nodes", {name: c.node_ips for name, c in clusters.items()})
+# MACs are plain facts from the spec: bridge and metal users reserve them on their LAN's DHCP.
+pulumi.export("macs", {c: {h: fleet.mac(c, h) for h in cl.nodes} for c, cl in fleet.clusters.items()})
 pulumi.export("kubeconfig", {name: c.kubeconfig for name, c in clusters.items()})
 pulumi.export("talosconfig", {name: c.talosconfig for name, c in clusters.items()})

@@ -2,8 +2,8 @@
 
 Graph (https://github.com/pulumiverse/pulumi-talos, provider 0.8.1 / Talos machinery 1.13):
 
-    Secrets (protected) ──► get_configuration(controlplane) ─┐   Schematic ─► get_urls (per arch)
-                       └──► get_configuration(worker) ───────┤                    │ installer image
+    Secrets (protected) ──► get_configuration(controlplane) ─┐   installer image per arch
+                       └──► get_configuration(worker) ───────┤   (TalosImages)    │
                                                              ▼                    ▼
                                    ConfigurationApply per node (role config + plaintext node patch)
                                                              │ first control plane's apply
@@ -36,10 +36,12 @@ class TalosClusterArgs:
     """The validated fleet; the component reads only its own cluster and the fleet defaults."""
     cluster: str
     """Name of the cluster under `fleet.clusters`."""
+    installers: Mapping[str, pulumi.Input[str]]
+    """The Image Factory installer image by architecture (from TalosImages)."""
     node_addresses: Mapping[str, pulumi.Input[str]] | None = None
-    """Where each node's Talos API is reached, by hostname. Defaults to the spec's address (bare
-    metal waits there in maintenance mode); machine sources that create the machine pass an
-    output of it, so applying waits for the machine to exist."""
+    """Where each node's Talos API is reached, by hostname. A node left out is reached at its spec
+    address (bare metal booted by hand waits there in maintenance mode); machine sources that
+    create or serve the machine pass an output of it, so applying waits for the machine."""
 
 
 class TalosCluster(pulumi.ComponentResource):
@@ -51,7 +53,6 @@ class TalosCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: TalosClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.COMPONENT_TYPE, name, None, opts)
         fleet, cname = args.fleet, args.cluster
-        cluster = fleet.clusters[cname]
         plan = plan_cluster(fleet, cname)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
@@ -88,19 +89,8 @@ class TalosCluster(pulumi.ComponentResource):
             for role in ROLES
         }
 
-        schematic = talos.imagefactory.Schematic(naming.schematic(cname), schematic=plan.schematic, opts=child)
-        installers = {
-            arch: talos.imagefactory.get_urls_output(
-                architecture=arch,
-                platform="metal",
-                schematic_id=schematic.id,
-                talos_version=plan.talos_version,
-                opts=invoke,
-            ).urls.installer
-            for arch in plan.architectures
-        }
-
-        addresses: Mapping[str, pulumi.Input[str]] = args.node_addresses or {n.hostname: n.ip for n in plan.nodes}
+        served = args.node_addresses or {}
+        addresses: dict[str, pulumi.Input[str]] = {n.hostname: served.get(n.hostname, n.ip) for n in plan.nodes}
         applies: dict[str, talos.machine.ConfigurationApply] = {}
         for node in plan.nodes:
             host = node.hostname
@@ -110,8 +100,8 @@ class TalosCluster(pulumi.ComponentResource):
                 endpoint=addresses[host],
                 client_configuration=client_configuration,
                 machine_configuration_input=role_configs[node.role],
-                config_patches=installers[node.architecture].apply(
-                    functools.partial(patches.node_config_patches, fleet, cluster, host)
+                config_patches=pulumi.Output.from_input(args.installers[node.architecture]).apply(
+                    functools.partial(patches.node_config_patches, fleet, cname, host)
                 ),
                 on_destroy=talos.machine.ConfigurationApplyOnDestroyArgs(
                     graceful=node.graceful_reset, reboot=True, reset=True
@@ -187,6 +177,8 @@ class TalosCluster(pulumi.ComponentResource):
         cluster = fleet.clusters[cname]
         names = sorted(set(cluster.secret_names()))
         if not names:
-            return patches.role_config_patches(cluster, role, {})
+            return patches.role_config_patches(fleet, cluster, role, {})
         values: dict[str, Any] = {n: pulumi.Output.secret(fleet.secrets[n].value or "") for n in names}
-        return pulumi.Output.all(**values).apply(lambda resolved: patches.role_config_patches(cluster, role, resolved))
+        return pulumi.Output.all(**values).apply(
+            lambda resolved: patches.role_config_patches(fleet, cluster, role, resolved)
+        )

@@ -10,6 +10,7 @@ through `to_wire` first; the graph tests check what the mocks receive.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,3 +36,13 @@ def secret_wire(value: pulumi.Output[Any]) -> pulumi.Output[Any]:
     """`to_wire` under an Output, marked secret: these are credentials, and additionalSecretOutputs
     on their resource is enforced by the engine only, not by every runtime that evaluates us."""
     return pulumi.Output.secret(value.apply(to_wire))
+
+
+def after(resource: pulumi.CustomResource, value: str) -> pulumi.Output[str]:
+    """`value`, known from the spec, carried through `resource`: whatever reads it depends on the
+    resource (a data edge, not a depends_on) and waits until it exists."""
+    return resource.id.apply(functools.partial(_constant, value))
+
+
+def _constant(value: str, _: object) -> str:
+    return value

@@ -11,10 +11,11 @@ import argparse
 import json
 import sys
 
-from talos_fleet import patches
+from talos_fleet import naming, patches
 from talos_fleet.loader import SpecError, load_stack_file
 from talos_fleet.plan import plan_cluster
 from talos_fleet.schema import stack_file_schema
+from talos_fleet.spec import ROLES
 
 # Offline, the schematic id is not known; renderings show where the factory installer goes.
 INSTALLER_PLACEHOLDER = "factory.talos.dev/metal-installer/<schematic-id>:{version}"
@@ -48,20 +49,22 @@ def main(argv: list[str] | None = None) -> int:
             nodes = sum(len(c.nodes) for c in fleet.clusters.values())
             print(f"{path}: ok ({len(fleet.clusters)} cluster(s), {nodes} node(s))")
             continue
-        for cname, cluster in fleet.clusters.items():
+        secrets = {name: f"<secret:{name}>" for name in fleet.secrets}
+        rendered = patches.render_fleet(
+            fleet, secrets, lambda cname, version, arch: INSTALLER_PLACEHOLDER.format(version=version)
+        )
+        for cname in fleet.clusters:
             plan = plan_cluster(fleet, cname)
             print(
                 f"# cluster {cname}: endpoint {plan.endpoint}, Talos {plan.talos_version}, "
                 f"Kubernetes {plan.kubernetes_version}, contract {plan.contract}"
             )
             print(f"# schematic:\n{plan.schematic}")
-            for role in ("controlplane", "worker"):
-                secrets = {name: f"<secret:{name}>" for name in cluster.secret_names()}
-                for i, text in enumerate(patches.role_config_patches(cluster, role, secrets)):
+            for role in ROLES:
+                for i, text in enumerate(rendered[naming.role_config_label(cname, role)]):
                     print(f"# --- {cname}/{role} config generation, patch {i}\n{text}")
-            image = INSTALLER_PLACEHOLDER.format(version=plan.talos_version)
             for node in plan.nodes:
-                for i, text in enumerate(patches.node_config_patches(fleet, cluster, node.hostname, image)):
+                for i, text in enumerate(rendered[naming.node_apply(cname, node.hostname)]):
                     print(f"# --- {cname}/{node.hostname} ({node.role}, {node.ip}) node patch {i}\n{text}")
     return 1 if failed else 0
 

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from talos_fleet.spec import NAMESPACE, Fleet, RuleError, SecretInput
+from talos_fleet.spec import NAMESPACE, SOURCE_KINDS, Fleet, RuleError, SecretInput
 
 SECRETS_KEY = "secrets"
 
@@ -214,10 +214,17 @@ def _problem(err: Any) -> Problem:
         return Problem(_path(loc), f"unknown key {loc[-1]!r} (check its spelling){hint}")
     if kind == "missing":
         return Problem(_path(loc), f"required key {loc[-1]!r} is missing; add it")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        found = f"kind {ctx['tag']!r} is not one" if kind == "union_tag_invalid" else "'kind' is missing; it names one"
+        return Problem(_path(loc), f"{found} of the machine source kinds; use kind: {' or '.join(SOURCE_KINDS)}")
     return Problem(_path(loc), str(err["msg"]))
 
 
 def _path(loc: list[Any]) -> str:
+    # A discriminated union puts its tag in the location (sources.kvm.libvirt.uri), a key the
+    # file does not have: leave it out.
+    if len(loc) > 2 and loc[0] == "sources" and loc[2] in SOURCE_KINDS:
+        loc = [*loc[:2], *loc[3:]]
     text = NAMESPACE
     for i, part in enumerate(loc):
         if part == "[key]":
@@ -235,7 +242,14 @@ def _allowed_keys(loc: list[Any]) -> list[str]:
     for part in loc:
         annotation = _unwrap_optional(annotation)
         origin = typing.get_origin(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if origin is typing.Annotated:  # the discriminated Source union: the part is its tag
+            members = {
+                m.model_fields["kind"].annotation.__args__[0]: m for m in typing.get_args(annotation)[0].__args__
+            }
+            if part not in members:
+                return []
+            annotation = members[part]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             fields = {f.alias or n: f for n, f in annotation.model_fields.items()}
             if str(part) not in fields:
                 return []

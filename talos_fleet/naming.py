@@ -8,7 +8,11 @@ A rename here must ship with `aliases` on the resource, or Pulumi replaces it.
 
 from __future__ import annotations
 
-from talos_fleet.spec import Role
+import hashlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # spec derives MACs through this module; types only, no import cycle
+    from talos_fleet.spec import Role
 
 COMPONENT_TYPE = "talos-fleet:index:TalosCluster"
 
@@ -44,3 +48,73 @@ def talos_provider() -> str:
 def role_config_label(cluster: str, role: Role) -> str:
     """Not a resource name: how the role's generated config is referred to in outputs and plans."""
     return f"{cluster}/{role}"
+
+
+def derived_mac(cluster: str, hostname: str) -> str:
+    """A VM NIC's MAC from its stable keys: locally administered, unicast (first octet 02), 40 bits
+    of SHA-256. Never changes while cluster and hostname stay, so DHCP reservations and link
+    aliases never move; the spec refuses the (rare) collision within a fleet."""
+    digest = hashlib.sha256(f"{cluster}/{hostname}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine sources. Pulumi names carry the source (hypervisor) or cluster and hostname; the names
+# of objects on a hypervisor (domains, volumes) are unique there because hostnames are unique in
+# the fleet and carry their cluster.
+
+IMAGES_COMPONENT_TYPE = "talos-fleet:index:TalosImages"
+HYPERVISOR_COMPONENT_TYPE = "talos-fleet:index:LibvirtHypervisor"
+MATCHBOX_COMPONENT_TYPE = "talos-fleet:index:MatchboxPxe"
+
+
+def images_component() -> str:
+    return "images"
+
+
+def installer_urls(cluster: str, architecture: str) -> str:
+    """Not a resource: the Image Factory URLs of a cluster's schematic for one architecture."""
+    return f"{cluster}/{architecture}"
+
+
+def libvirt_provider(source: str) -> str:
+    return f"{source}-libvirt"
+
+
+def libvirt_network(source: str) -> str:
+    return f"{source}-network"
+
+
+def boot_media(source: str, key: str) -> str:
+    return f"{source}-boot-{key}"
+
+
+def vm_domain(cluster: str, hostname: str) -> str:
+    return f"{cluster}-{hostname}"
+
+
+def vm_system_disk(cluster: str, hostname: str) -> str:
+    return f"{cluster}-{hostname}-system"
+
+
+def vm_data_disk(cluster: str, hostname: str, disk: str) -> str:
+    return f"{cluster}-{hostname}-{disk}"
+
+
+def matchbox_provider(source: str) -> str:
+    return f"{source}-matchbox"
+
+
+def pxe_profile(source: str, key: str) -> str:
+    return f"{source}-pxe-{key}"
+
+
+def pxe_group(cluster: str, hostname: str) -> str:
+    return f"{cluster}-{hostname}-pxe"
+
+
+def media_key(talos_version: str, schematic: str, architecture: str) -> str:
+    """Names boot media by what is in them: Talos version, schematic content (hashed locally, so
+    the key is known offline) and architecture. Equal media share one download per hypervisor."""
+    digest = hashlib.sha256(schematic.encode()).hexdigest()[:10]
+    return f"{talos_version.replace('.', '-')}-{digest}-{architecture}"

@@ -5,17 +5,17 @@ talos-fleet always uses this order:
 
 1. cluster layer: what talos-fleet derives from the cluster spec (KubePrism, scheduling on
    control planes, nameservers, disk encryption), then the cluster's own `patches`;
-2. role layer: what it derives for the role (the VIP on control planes), then
-   `roles.<role>.patches`;
-3. node layer: hostname, static address, install disk and installer image, labels, then the
-   node's own `patches`.
+2. role layer: what it derives for the role (the VIP on control planes), then the fleet's
+   `defaults.roles.<role>.patches`, then the cluster's `roles.<role>.patches`;
+3. node layer: hostname, link alias (VMs), static address, install disk and installer image,
+   labels, then the node's own `patches`.
 
 Layers 1 and 2 go into the role's config generation: one secret machine config per role, shared
 byte for byte by every node of that role. Layer 3 is the node's plaintext `config_patches`, so a
 preview shows exactly which nodes a change touches. Nothing secret is ever in layer 3.
 
 Documents use the Talos 1.13 multi-document kinds where they exist (HostnameConfig, LinkConfig,
-Layer2VIPConfig, ResolverConfig, VolumeConfig); v1alpha1 keeps only what has no document yet
+LinkAliasConfig, Layer2VIPConfig, ResolverConfig, VolumeConfig); v1alpha1 keeps only what has no document yet
 (install, node labels, KubePrism, scheduling). Reference:
 https://www.talos.dev/v1.13/reference/configuration/
 """
@@ -23,12 +23,13 @@ https://www.talos.dev/v1.13/reference/configuration/
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
 
-from talos_fleet.spec import Cluster, EncryptionKey, Fleet, ImageSpec, Role, StaticKey
+from talos_fleet import naming
+from talos_fleet.spec import ROLES, Cluster, EncryptionKey, Fleet, ImageSpec, LibvirtSource, Role, StaticKey
 
 Document = dict[str, Any]
 
@@ -81,14 +82,14 @@ def role_documents(cluster: Cluster, role: Role) -> list[Document]:
     return docs
 
 
-def role_config_patches(cluster: Cluster, role: Role, secrets: Mapping[str, str]) -> list[str]:
+def role_config_patches(fleet: Fleet, cluster: Cluster, role: Role, secrets: Mapping[str, str]) -> list[str]:
     """`config_patches` of the role's config generation: the cluster layer, then the role layer.
 
     Each layer is its derived documents as one YAML string, then each user patch as a string of
     its own: a patch string may hold one v1alpha1 document at most.
     """
     return _layer(cluster_documents(cluster, secrets), cluster.patches) + _layer(
-        role_documents(cluster, role), cluster.roles.of(role).patches
+        role_documents(cluster, role), fleet.role_patches(cluster, role)
     )
 
 
@@ -100,8 +101,10 @@ def _layer(derived: list[Document], user: tuple[Document, ...]) -> list[str]:
 # Layer 3: node
 
 
-def node_documents(fleet: Fleet, cluster: Cluster, hostname: str, installer_image: str) -> list[Document]:
+def node_documents(fleet: Fleet, cname: str, hostname: str, installer_image: str) -> list[Document]:
+    cluster = fleet.clusters[cname]
     node = cluster.nodes[hostname]
+    link = node.link or cluster.network.link
     machine: Document = {
         "install": {"disk": fleet.install_disk(cluster, node), "image": installer_image},
     }
@@ -114,12 +117,18 @@ def node_documents(fleet: Fleet, cluster: Cluster, hostname: str, installer_imag
         # (siderolabs/talos#12891).
         _doc("HostnameConfig", auto="off", hostname=hostname),
     ]
+    if isinstance(fleet.sources[node.source], LibvirtSource) and link is not None:
+        # A VM's kernel NIC name depends on its PCI layout; the MAC is ours, so name the NIC by
+        # it and every other document (address, VIP) can use the alias on any hypervisor.
+        # https://www.talos.dev/v1.13/reference/configuration/network/linkaliasconfig/
+        mac = fleet.mac(cname, hostname)
+        docs.append(_doc("LinkAliasConfig", name=link, selector={"match": f'mac(link.permanent_addr) == "{mac}"'}))
     if cluster.addressing_of(node) == "static":
         prefix = ipaddress.ip_network(cluster.network.cidr).prefixlen
         docs.append(
             _doc(
                 "LinkConfig",
-                name=node.link or cluster.network.link,
+                name=link,
                 addresses=[{"address": f"{node.ip}/{prefix}"}],
                 routes=[{"gateway": node.gateway or cluster.network.gateway}],
             )
@@ -127,10 +136,26 @@ def node_documents(fleet: Fleet, cluster: Cluster, hostname: str, installer_imag
     return docs
 
 
-def node_config_patches(fleet: Fleet, cluster: Cluster, hostname: str, installer_image: str) -> list[str]:
+def node_config_patches(fleet: Fleet, cname: str, hostname: str, installer_image: str) -> list[str]:
     """The plaintext `config_patches` of a node's apply: its derived documents, then its own patches."""
-    derived = node_documents(fleet, cluster, hostname, installer_image)
-    return _layer(derived, cluster.nodes[hostname].patches)
+    derived = node_documents(fleet, cname, hostname, installer_image)
+    return _layer(derived, fleet.clusters[cname].nodes[hostname].patches)
+
+
+def render_fleet(
+    fleet: Fleet, secrets: Mapping[str, str], installer: Callable[[str, str, str], str]
+) -> dict[str, list[str]]:
+    """Every patch list of the fleet, keyed like its consumer: `naming.role_config_label` for the
+    role config generations, `naming.node_apply` for the node applies. `installer(cluster,
+    talos_version, architecture)` stands in for the Image Factory installer, which needs the factory."""
+    out: dict[str, list[str]] = {}
+    for cname, cluster in fleet.clusters.items():
+        for role in ROLES:
+            out[naming.role_config_label(cname, role)] = role_config_patches(fleet, cluster, role, secrets)
+        for host, node in cluster.nodes.items():
+            image = installer(cname, fleet.talos_version(cluster), fleet.sources[node.source].architecture)
+            out[naming.node_apply(cname, host)] = node_config_patches(fleet, cname, host, image)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,3 +184,23 @@ def to_yaml(docs: list[Document]) -> str:
     """Multi-document YAML, keys in the order built (stable), strings quoted where YAML 1.1 would
     read them as something else (e.g. `off`)."""
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, explicit_start=False)
+
+
+# Kernel arguments Talos needs when booted by PXE (the factory's ISO and disk images carry them
+# already): https://www.talos.dev/v1.13/reference/kernel/ and the matchbox guide
+# https://www.talos.dev/v1.13/talos-guides/install/bare-metal-platforms/matchbox/
+PXE_KERNEL_ARGS = (
+    "talos.platform=metal",
+    "console=tty0",
+    "console=ttyS0",
+    "init_on_alloc=1",
+    "slab_nomerge",
+    "pti=on",
+    "printk.devkmsg=on",
+)
+
+
+def pxe_kernel_args(image: ImageSpec, initramfs_url: str) -> list[str]:
+    """The matchbox profile's kernel arguments: `initrd=` names the initramfs as iPXE loaded it
+    (the URL's last segment), then Talos' required arguments, then the schematic's own."""
+    return [f"initrd={initramfs_url.rsplit('/', 1)[-1]}", *PXE_KERNEL_ARGS, *image.kernel_args]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from talos_fleet import patches
-from talos_fleet.spec import Fleet, Role
+from talos_fleet import naming, patches
+from talos_fleet.spec import Fleet, LibvirtSource, ManagedNetwork, Matchbox, MetalSource, Role
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,151 @@ def plan_cluster(fleet: Fleet, name: str) -> ClusterPlan:
         schematic=patches.schematic_yaml(fleet.image(cluster)),
         nodes=nodes,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine sources
+
+
+@dataclass(frozen=True)
+class BootMedia:
+    """One Talos boot medium (ISO or PXE assets) for a Talos version, schematic and architecture.
+    `cluster` is the first cluster using it: its schematic id and factory URLs stand for all."""
+
+    key: str
+    cluster: str
+    talos_version: str
+    architecture: str
+    schematic: str
+
+
+@dataclass(frozen=True)
+class DataDiskPlan:
+    name: str
+    size_gib: int
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    cluster: str
+    hostname: str
+    role: Role
+    ip: str
+    mac: str
+    cpus: int
+    memory_mib: int
+    disk_gib: int
+    data_disks: tuple[DataDiskPlan, ...]
+    boot_media: str
+    """Key of the BootMedia the VM first boots (maintenance mode) from."""
+
+
+@dataclass(frozen=True)
+class HypervisorPlan:
+    name: str
+    uri: str
+    pool: str
+    firmware: str
+    nvram_template: str
+    network_name: str | None
+    """The libvirt network talos-fleet manages here, or None on a bridge."""
+    managed: ManagedNetwork | None
+    bridge: str | None
+    boot_media: tuple[BootMedia, ...]
+    vms: tuple[VmPlan, ...]
+
+
+@dataclass(frozen=True)
+class PxeHost:
+    cluster: str
+    hostname: str
+    ip: str
+    mac: str
+    boot_media: str
+
+
+@dataclass(frozen=True)
+class PxePlan:
+    source: str
+    matchbox: Matchbox
+    boot_media: tuple[BootMedia, ...]
+    hosts: tuple[PxeHost, ...]
+
+
+def _media(fleet: Fleet, cname: str, architecture: str) -> BootMedia:
+    cluster = fleet.clusters[cname]
+    version = fleet.talos_version(cluster)
+    schematic = patches.schematic_yaml(fleet.image(cluster))
+    key = naming.media_key(version, schematic, architecture)
+    return BootMedia(key, cname, version, architecture, schematic)
+
+
+def _unique(media: list[BootMedia]) -> tuple[BootMedia, ...]:
+    first: dict[str, BootMedia] = {}
+    for m in media:
+        first.setdefault(m.key, m)
+    return tuple(first.values())
+
+
+def plan_hypervisors(fleet: Fleet) -> list[HypervisorPlan]:
+    """Every libvirt source with the VMs it hosts, in stack-file order."""
+    plans = []
+    for sname, source in fleet.sources.items():
+        if not isinstance(source, LibvirtSource):
+            continue
+        vms: list[VmPlan] = []
+        media: list[BootMedia] = []
+        for cname, host, node in fleet.all_nodes():
+            if node.source != sname:
+                continue
+            vm, _ = fleet.vm(cname, host)
+            medium = _media(fleet, cname, source.architecture)
+            media.append(medium)
+            vms.append(
+                VmPlan(
+                    cluster=cname,
+                    hostname=host,
+                    role=node.role,
+                    ip=node.ip,
+                    mac=fleet.mac(cname, host),
+                    cpus=vm.cpus,
+                    memory_mib=vm.memory_mib,
+                    disk_gib=vm.disk_gib,
+                    data_disks=tuple(DataDiskPlan(d.name, d.size_gib) for d in vm.data_disks),
+                    boot_media=medium.key,
+                )
+            )
+        managed = source.network.managed
+        plans.append(
+            HypervisorPlan(
+                name=sname,
+                uri=source.uri,
+                pool=source.pool,
+                firmware=source.firmware,
+                nvram_template=source.nvram_template,
+                network_name=None if managed is None else (managed.name or f"talos-{sname}"),
+                managed=managed,
+                bridge=source.network.bridge,
+                boot_media=_unique(media),
+                vms=tuple(vms),
+            )
+        )
+    return plans
+
+
+def plan_pxe(fleet: Fleet) -> list[PxePlan]:
+    """Every metal source served through matchbox, with the machines it boots."""
+    plans = []
+    for sname, source in fleet.sources.items():
+        if not isinstance(source, MetalSource) or source.matchbox is None:
+            continue
+        hosts: list[PxeHost] = []
+        media: list[BootMedia] = []
+        for cname, host, node in fleet.all_nodes():
+            if node.source != sname:
+                continue
+            medium = _media(fleet, cname, source.architecture)
+            media.append(medium)
+            hosts.append(PxeHost(cname, host, node.ip, fleet.mac(cname, host), medium.key))
+        plans.append(PxePlan(sname, source.matchbox, _unique(media), tuple(hosts)))
+    return plans

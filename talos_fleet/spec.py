@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -29,10 +29,10 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import CoreSchema, core_schema
 
-from talos_fleet import versions
+from talos_fleet import naming, versions
 
 NAMESPACE = "talos-fleet"
 """The Pulumi config namespace of every key talos-fleet reads."""
@@ -230,6 +230,42 @@ Patch = Annotated[
 ]
 
 
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _mac(value: str) -> str:
+    mac = value.lower().replace("-", ":")
+    if not _MAC.match(mac):
+        raise ValueError(f"{value!r} is not a MAC address; write it like 52:54:00:12:34:56")
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"{value!r} is a multicast MAC address; a NIC needs a unicast one (even first octet)")
+    return mac
+
+
+MacStr = Annotated[str, AfterValidator(_mac), WithJsonSchema({"type": "string", "examples": ["52:54:00:12:34:56"]})]
+
+_LIBVIRT_URI = re.compile(r"^qemu(\+[a-z]+)?://[^\s]*/(system|session)(\?[^\s]*)?$")
+
+
+def _libvirt_uri(value: str) -> str:
+    if not _LIBVIRT_URI.match(value):
+        raise ValueError(
+            f"{value!r} is not a QEMU libvirt URI; write qemu:///system for this host or "
+            "qemu+ssh://user@host/system for a remote one"
+        )
+    return value
+
+
+LibvirtUri = Annotated[
+    str,
+    AfterValidator(_libvirt_uri),
+    WithJsonSchema({"type": "string", "examples": ["qemu:///system", "qemu+ssh://admin@kvm-1/system"]}),
+]
+
+# Interface names the kernel gives; a LinkAliasConfig name must not look like one.
+_KERNEL_LINK = re.compile(r"^(eth|en|wl|ww|ib|sl)[a-z0-9]*\d")
+
+
 # ---------------------------------------------------------------------------------------------
 # Secrets
 
@@ -307,7 +343,13 @@ class Defaults(Model):
         ),
     )
     image: ImageSpec = ImageSpec()
-    install_disk: DiskStr = Field(default="/dev/sda", description="Disk Talos installs itself to")
+    install_disk: DiskStr | None = Field(
+        default=None, description="Disk Talos installs itself to (default: /dev/sda on metal, /dev/vda on VMs)"
+    )
+    roles: Roles = Field(
+        default_factory=lambda: Roles(),
+        description="Role settings shared by every cluster (patches, VM sizing); a cluster's roles add to them",
+    )
 
     @model_validator(mode="after")
     def _contract_not_newer_than_talos(self) -> Defaults:
@@ -330,15 +372,135 @@ class Defaults(Model):
         return "v" + versions.fmt_minor(min(talos.minor_key, versions.PROVIDER_MACHINERY))
 
 
+class Matchbox(Model):
+    """An existing matchbox server that PXE-boots blank metal machines into maintenance mode
+    (https://matchbox.psdn.io/). Its gRPC API needs a client certificate."""
+
+    endpoint: str = Field(description="matchbox gRPC API, host:port (e.g. matchbox.lan:8081)")
+    ca: str = Field(description="Name of the secret holding the matchbox CA certificate (PEM)")
+    client_cert: str = Field(description="Name of the secret holding the client certificate (PEM)")
+    client_key: str = Field(description="Name of the secret holding the client key (PEM)")
+
+    @model_validator(mode="after")
+    def _host_port(self) -> Matchbox:
+        host, _, port = self.endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            raise RuleError(("endpoint",), f"{self.endpoint!r} is not host:port; write it like matchbox.lan:8081")
+        return self
+
+    def secret_names(self) -> dict[str, str]:
+        return {"ca": self.ca, "clientCert": self.client_cert, "clientKey": self.client_key}
+
+
 class MetalSource(Model):
-    """Bare metal: the host is booted from Talos media (ISO or PXE) and waits in maintenance mode
-    at the node's address; the config is applied there and Talos installs itself."""
+    """Bare metal: the host is booted from Talos media (ISO, USB or PXE) and waits in maintenance
+    mode at the node's address; the config is applied there and Talos installs itself."""
 
     kind: Literal["metal"]
     architecture: Literal["amd64", "arm64"] = "amd64"
+    matchbox: Matchbox | None = Field(
+        default=None, description="PXE-boot this source's machines through matchbox (each node needs its mac)"
+    )
 
 
-Source = MetalSource
+class DataDisk(Model):
+    name: DnsLabel = Field(description="Disk name: also its serial, so Talos volume selectors can find it")
+    size_gib: int = Field(ge=1, description="Size in GiB")
+
+
+class VmSpec(Model):
+    """VM sizing; any field left out falls back to the next layer (node -> cluster role -> fleet
+    role -> built-in default)."""
+
+    cpus: int | None = Field(default=None, ge=1, description="vCPUs")
+    memory_mib: int | None = Field(default=None, ge=1, description="Memory in MiB")
+    disk_gib: int | None = Field(default=None, ge=1, description="System disk in GiB (Talos installs here)")
+    data_disks: tuple[DataDisk, ...] | None = Field(default=None, description="Extra disks, e.g. for storage")
+
+    @model_validator(mode="after")
+    def _unique_disks(self) -> VmSpec:
+        seen: set[str] = set()
+        for i, disk in enumerate(self.data_disks or ()):
+            if disk.name in seen:
+                raise RuleError(("dataDisks", str(i), "name"), f"data disk {disk.name!r} is listed twice; rename one")
+            seen.add(disk.name)
+        return self
+
+
+class VmSize(NamedTuple):
+    """A node's VM sizing with every layer resolved."""
+
+    cpus: int
+    memory_mib: int
+    disk_gib: int
+    data_disks: tuple[DataDisk, ...]
+
+
+class ManagedNetwork(Model):
+    """A libvirt network talos-fleet creates and owns: NAT (or routed) with DHCP, every node's
+    address reserved for its MAC, so addresses are known before a VM boots."""
+
+    name: DnsLabel | None = Field(default=None, description="libvirt network name (default: talos-<source>)")
+    mode: Literal["nat", "route"] = "nat"
+    cidr: CidrStr = Field(description="e.g. 10.17.3.0/24")
+    gateway: IpStr = Field(description="The host's address on the network: gateway, DHCP and DNS server")
+    dns: tuple[IpStr, ...] = Field(
+        default=(), description="Upstream DNS servers the network's resolver forwards to (default: the host's)"
+    )
+
+    @model_validator(mode="after")
+    def _gateway_inside(self) -> ManagedNetwork:
+        if ipaddress.ip_address(self.gateway) not in ipaddress.ip_network(self.cidr):
+            raise RuleError(("gateway",), f"gateway {self.gateway} is outside {self.cidr}; use an address inside it")
+        return self
+
+
+class LibvirtNetwork(Model):
+    managed: ManagedNetwork | None = Field(default=None, description="A network talos-fleet creates (NAT/routed)")
+    bridge: str | None = Field(default=None, description="An existing host bridge, e.g. br0 (static addressing)")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LibvirtNetwork:
+        if (self.managed is None) == (self.bridge is None):
+            raise RuleError(
+                (),
+                "set exactly one of network.managed (a NAT/routed network talos-fleet creates) or "
+                "network.bridge (an existing host bridge such as br0)",
+            )
+        return self
+
+
+class LibvirtSource(Model):
+    """A libvirt/KVM hypervisor: talos-fleet creates each node's VM and disks there."""
+
+    kind: Literal["libvirt"]
+    uri: LibvirtUri = Field(description="libvirt URI: qemu:///system or qemu+ssh://user@host/system")
+    pool: str = Field(default="default", description="Existing storage pool (directory pool) for disks and media")
+    network: LibvirtNetwork
+    firmware: str = Field(
+        default="/usr/share/OVMF/OVMF_CODE_4M.fd", description="OVMF UEFI code on the hypervisor (Debian/Ubuntu path)"
+    )
+    nvram_template: str = Field(
+        default="/usr/share/OVMF/OVMF_VARS_4M.fd", description="OVMF variables template, copied per VM"
+    )
+    # Talos needs x86-64-v2 and the VMs run with host-passthrough CPUs: amd64 hosts only here.
+    architecture: Literal["amd64"] = "amd64"
+
+
+Source = Annotated[MetalSource | LibvirtSource, Field(discriminator="kind")]
+SOURCE_KINDS = ("metal", "libvirt")
+
+# Talos minimums (https://www.talos.dev/v1.13/introduction/system-requirements/): control
+# plane 2 vCPU / 2 GiB / 10 GiB, worker 1 / 1 / 10; the defaults leave room above them.
+VM_MINIMUMS: dict[Role, dict[str, int]] = {
+    "controlplane": {"cpus": 2, "memoryMib": 2048, "diskGib": 10},
+    "worker": {"cpus": 1, "memoryMib": 1024, "diskGib": 10},
+}
+VM_DEFAULTS: dict[Role, VmSpec] = {
+    "controlplane": VmSpec(cpus=2, memory_mib=4096, disk_gib=20, data_disks=()),
+    "worker": VmSpec(cpus=2, memory_mib=4096, disk_gib=20, data_disks=()),
+}
+QEMU_GUEST_AGENT = "siderolabs/qemu-guest-agent"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,6 +594,7 @@ class DiskEncryption(Model):
 
 class RoleSpec(Model):
     patches: tuple[Patch, ...] = Field(default=(), description="Patches for every node of this role")
+    vm: VmSpec | None = Field(default=None, description="VM sizing for this role's nodes on libvirt sources")
 
 
 class Roles(Model):
@@ -440,6 +603,9 @@ class Roles(Model):
 
     def of(self, role: Role) -> RoleSpec:
         return self.controlplane if role == "controlplane" else self.worker
+
+
+Defaults.model_rebuild()
 
 
 class Node(Model):
@@ -457,6 +623,12 @@ class Node(Model):
     labels: Labels = Field(default_factory=dict, description="Kubernetes node labels")
     install_disk: DiskStr | None = Field(default=None, description="Overrides the fleet's install disk")
     patches: tuple[Patch, ...] = Field(default=(), description="Extra plaintext patches for this node")
+    mac: MacStr | None = Field(
+        default=None,
+        description="The NIC's MAC. Metal: the machine's own (needed for PXE). libvirt: derived from "
+        "cluster and hostname unless set",
+    )
+    vm: VmSpec | None = Field(default=None, description="VM sizing for this node (libvirt sources only)")
 
     @property
     def ip(self) -> str:
@@ -595,12 +767,48 @@ class Fleet(Model):
         return cluster.image or self.defaults.image
 
     def install_disk(self, cluster: Cluster, node: Node) -> str:
-        return node.install_disk or cluster.install_disk or self.defaults.install_disk
+        # A VM's system disk is the first virtio disk; metal's first SATA/SAS disk by default.
+        default = "/dev/vda" if isinstance(self.sources[node.source], LibvirtSource) else "/dev/sda"
+        return node.install_disk or cluster.install_disk or self.defaults.install_disk or default
 
     def all_nodes(self) -> Iterator[tuple[str, str, Node]]:
         for cname, cluster in self.clusters.items():
             for host, node in cluster.nodes.items():
                 yield cname, host, node
+
+    def architectures(self, cname: str) -> list[str]:
+        """The CPU architectures of a cluster's nodes, sorted."""
+        return sorted({self.sources[n.source].architecture for n in self.clusters[cname].nodes.values()})
+
+    def role_patches(self, cluster: Cluster, role: Role) -> tuple[dict[str, Any], ...]:
+        """The role layer's user patches: the fleet's for the role, then the cluster's."""
+        return self.defaults.roles.of(role).patches + cluster.roles.of(role).patches
+
+    def mac(self, cname: str, host: str) -> str:
+        """The node's NIC MAC: its own when set, else derived from cluster and hostname."""
+        return self.clusters[cname].nodes[host].mac or naming.derived_mac(cname, host)
+
+    def vm(self, cname: str, host: str) -> tuple[VmSize, dict[str, tuple[str, ...]]]:
+        """The node's VM sizing, field by field from the most specific layer that sets it, and
+        the path each field came from (empty for built-in defaults)."""
+        cluster = self.clusters[cname]
+        node = cluster.nodes[host]
+        layers: list[tuple[VmSpec | None, tuple[str, ...]]] = [
+            (node.vm, ("clusters", cname, "nodes", host, "vm")),
+            (cluster.roles.of(node.role).vm, ("clusters", cname, "roles", node.role, "vm")),
+            (self.defaults.roles.of(node.role).vm, ("defaults", "roles", node.role, "vm")),
+            (VM_DEFAULTS[node.role], ()),
+        ]
+        values: dict[str, Any] = {}
+        origin: dict[str, tuple[str, ...]] = {}
+        for name, field in VmSpec.model_fields.items():
+            for spec, path in layers:
+                value = getattr(spec, name) if spec is not None else None
+                if value is not None:
+                    values[name] = value
+                    origin[field.alias or name] = (*path, field.alias or name) if path else ()
+                    break
+        return VmSize(**values), origin
 
     @model_validator(mode="after")
     def _rules(self) -> Fleet:
@@ -623,8 +831,86 @@ class Fleet(Model):
                         f"machine source {node.source!r} is not defined (known: {known}); add it under "
                         "talos-fleet:sources or fix the name",
                     )
+        self._check_sources()
         self._check_unique()
         return self
+
+    def _check_sources(self) -> None:
+        for sname, source in self.sources.items():
+            if isinstance(source, MetalSource) and source.matchbox is not None:
+                for key, secret in source.matchbox.secret_names().items():
+                    if secret not in self.secrets:
+                        raise RuleError(
+                            ("sources", sname, "matchbox", key),
+                            f"secret {secret!r} is not defined; set it with "
+                            f"`pulumi config set --secret --path '{NAMESPACE}:secrets.{secret}' < file.pem`",
+                        )
+        for cname, cluster in self.clusters.items():
+            on_libvirt = False
+            for host, node in cluster.nodes.items():
+                source = self.sources[node.source]
+                path = ("clusters", cname, "nodes", host)
+                if isinstance(source, LibvirtSource):
+                    on_libvirt = True
+                    self._check_vm_node(cname, cluster, host, node, source)
+                else:
+                    if node.vm is not None:
+                        raise RuleError(
+                            (*path, "vm"),
+                            f"{host} is on metal source {node.source!r}; VM sizing applies only to libvirt "
+                            "sources: remove vm or move the node to a libvirt source",
+                        )
+                    if source.matchbox is not None and node.mac is None:
+                        raise RuleError(
+                            (*path, "mac"),
+                            f"source {node.source!r} PXE-boots through matchbox, which finds a machine by its "
+                            "MAC: set mac to the machine's boot NIC address",
+                        )
+            if on_libvirt and QEMU_GUEST_AGENT not in self.image(cluster).extensions:
+                where = ("clusters", cname, "image") if cluster.image is not None else ("defaults", "image")
+                raise RuleError(
+                    (*where, "extensions"),
+                    f"cluster {cname!r} runs on libvirt VMs, which talk to the host through the QEMU guest "
+                    f"agent: add {QEMU_GUEST_AGENT} to the extensions",
+                )
+
+    def _check_vm_node(self, cname: str, cluster: Cluster, host: str, node: Node, source: LibvirtSource) -> None:
+        path = ("clusters", cname, "nodes", host)
+        vm, origin = self.vm(cname, host)
+        for key, minimum in VM_MINIMUMS[node.role].items():
+            value = getattr(vm, to_snake(key))
+            if value < minimum:
+                raise RuleError(
+                    origin[key],
+                    f"{value} is below the Talos minimum of {minimum} for a {node.role} "
+                    f"({host}); raise it to at least {minimum}",
+                )
+        managed = source.network.managed
+        if managed is not None:
+            if cluster.network.cidr != managed.cidr:
+                raise RuleError(
+                    ("clusters", cname, "network", "cidr"),
+                    f"{host} is on source {node.source!r}, whose network is {managed.cidr}; a cluster's "
+                    f"nodes share one L2 network, so set network.cidr to {managed.cidr}",
+                )
+            if node.ip == managed.gateway:
+                raise RuleError(
+                    (*path, "address"),
+                    f"{node.ip} is the gateway of source {node.source!r}'s network; pick another address",
+                )
+        elif cluster.addressing_of(node) != "static":
+            raise RuleError(
+                (*path, "addressing") if node.addressing else ("clusters", cname, "network", "addressing"),
+                f"{host} is on bridge {source.network.bridge!r}, where talos-fleet cannot reserve its "
+                "address: use addressing: static (the address goes into the node's patch)",
+            )
+        link = node.link or cluster.network.link
+        if link is not None and _KERNEL_LINK.match(link):
+            raise RuleError(
+                (*path, "link") if node.link else ("clusters", cname, "network", "link"),
+                f"{link!r} looks like a kernel interface name; on a VM talos-fleet names the NIC itself "
+                "(a LinkAliasConfig matching its MAC), so use an alias such as net0",
+            )
 
     def _check_versions(self, cname: str, cluster: Cluster) -> None:
         talos = versions.parse_version(self.talos_version(cluster))
@@ -663,3 +949,14 @@ class Fleet(Model):
                     f"address {node.ip} is already used by {first}; every node and VIP needs its own address",
                 )
             owners[node.ip] = path
+        macs: dict[str, str] = {}
+        for cname, host, node in self.all_nodes():
+            if node.mac is None and not isinstance(self.sources[node.source], LibvirtSource):
+                continue
+            mac = self.mac(cname, host)
+            if mac in macs:
+                raise RuleError(
+                    ("clusters", cname, "nodes", host, "mac"),
+                    f"MAC {mac} is also {macs[mac]}'s; every NIC needs its own: set a different mac here",
+                )
+            macs[mac] = host

@@ -70,7 +70,25 @@ def installer_for(schematic_id: str, version: str, arch: str) -> str:
     return f"factory.talos.dev/metal-installer/{schematic_id}:{version}#{arch}"
 
 
+def factory_urls(schematic_id: str, version: str, arch: str) -> dict[str, str]:
+    """What get_urls answers, shaped like the factory's URLs (FACTS.md), all distinct per input."""
+    image = f"https://factory.talos.dev/image/{schematic_id}/{version}"
+    pxe = f"https://pxe.factory.talos.dev/image/{schematic_id}/{version}"
+    return {
+        "installer": installer_for(schematic_id, version, arch),
+        "iso": f"{image}/metal-{arch}.iso",
+        "kernel": f"{pxe}/kernel-{arch}",
+        "initramfs": f"{pxe}/initramfs-{arch}.xz",
+    }
+
+
+# A directory pool's volume key, which the provider uses as the volume's id, is its file path.
+POOL_PATH = "/var/lib/libvirt/images"
+
+
 class FakeTalos(pulumi.runtime.Mocks):
+    """Answers for every provider the program uses: Talos, libvirt and matchbox."""
+
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
         if args.typ == "talos:machine/secrets:Secrets":
@@ -82,6 +100,8 @@ class FakeTalos(pulumi.runtime.Mocks):
             return hashlib.sha256(schematic.encode()).hexdigest(), outputs
         elif args.typ == "talos:cluster/kubeconfig:Kubeconfig":
             outputs["kubeconfigRaw"] = f"FAKE-kubeconfig-for-{plain(args.inputs.get('node'))}"
+        elif args.typ == "libvirt:index/volume:Volume":
+            return f"{POOL_PATH}/{args.inputs['name']}", outputs
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -89,8 +109,8 @@ class FakeTalos(pulumi.runtime.Mocks):
         if args.token == "talos:machine/getConfiguration:getConfiguration":
             return {"machineConfiguration": f"FAKE-{plain(a.get('machineType'))}-config"}, []
         if args.token == "talos:imageFactory/getUrls:getUrls":
-            installer = installer_for(plain(a["schematicId"]), plain(a["talosVersion"]), plain(a["architecture"]))
-            return {"urls": {"installer": installer}}, []
+            urls = factory_urls(plain(a["schematicId"]), plain(a["talosVersion"]), plain(a["architecture"]))
+            return {"urls": urls}, []
         if args.token == "talos:client/getConfiguration:getConfiguration":
             return {"talosConfig": "FAKE-talosconfig"}, []
         if args.token == "talos:cluster/getHealth:getHealth":
@@ -144,7 +164,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
                 provider=request.provider,
-                aliases=[a.urn for a in request.aliases],
+                # An alias is a full URN or a spec; specs here only ever move a parent.
+                aliases=[a.urn or f"parent:{a.spec.parentUrn}" for a in request.aliases],
             )
         )
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -188,6 +209,12 @@ class Run:
     def export(self, name: str) -> Any:
         """An export's resolved value, with secret markers kept where the value is secret."""
         return resolve(self.exports[name])
+
+
+def engine_urn(mock_urn: str) -> str:
+    """The URN the Pulumi engine gives a resource the mock monitor named `mock_urn`. The engine
+    leaves the root Stack's type out of its children's URNs; the mock keeps it."""
+    return mock_urn.replace("::pulumi:pulumi:Stack$", "::", 1)
 
 
 def resolve(value: Any) -> Any:

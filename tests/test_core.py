@@ -73,14 +73,7 @@ def fleets(draw: st.DrawFn) -> tuple[dict[str, Any], list[int]]:
 
 def _outputs(fleet: Fleet) -> dict[str, Any]:
     """Everything rendered per node and per role, keyed by the resource name it lands in."""
-    out: dict[str, Any] = {}
-    for cname, cluster in fleet.clusters.items():
-        for role in ("controlplane", "worker"):
-            out[naming.role_config_label(cname, role)] = patches.role_config_patches(cluster, role, {})
-        for host in cluster.nodes:
-            image = f"installer-{cname}"
-            out[naming.node_apply(cname, host)] = patches.node_config_patches(fleet, cluster, host, image)
-    return out
+    return dict(patches.render_fleet(fleet, {}, lambda cname, version, arch: f"installer-{cname}-{version}-{arch}"))
 
 
 @given(fleets(), st.data())
@@ -122,7 +115,9 @@ def test_nodes_of_a_role_differ_only_in_their_node_patch(generated: tuple[dict[s
     cluster = fleet.clusters["fleet-a"]
     for role in ("controlplane", "worker"):
         # One config generation per role: what nodes share is rendered once, not per node.
-        assert outputs[naming.role_config_label("fleet-a", role)] == patches.role_config_patches(cluster, role, {})
+        assert outputs[naming.role_config_label("fleet-a", role)] == patches.role_config_patches(
+            fleet, cluster, role, {}
+        )
     for host in cluster.nodes:
         text = "".join(outputs[naming.node_apply("fleet-a", host)])
         assert host in text

@@ -26,6 +26,7 @@ from tests.harness import (
     Registration,
     Run,
     engine_config_of,
+    engine_urn,
     installer_for,
     is_secret,
     plain,
@@ -82,7 +83,7 @@ def test_two_config_generations_per_cluster(valid_stack: Path, run: Run) -> None
             assert args["talosVersion"] == plan.contract
             assert args["kubernetesVersion"] == plan.kubernetes_version
             secrets = {n: f"FAKE-decrypted-talos-fleet:secrets.{n}" for n in cluster.secret_names()}
-            assert args["configPatches"] == patches.role_config_patches(cluster, args["machineType"], secrets)
+            assert args["configPatches"] == patches.role_config_patches(fleet, cluster, args["machineType"], secrets)
 
 
 def test_machine_secrets_reach_the_provider_in_its_own_camel_case(run: Run) -> None:
@@ -132,7 +133,7 @@ def test_one_apply_per_node_with_its_own_plaintext_patch(valid_stack: Path, run:
         assert not any(is_secret(p) for p in apply.inputs["configPatches"])
         assert not is_secret(apply.inputs["configPatches"])
         arch = fleet.sources[node.source].architecture
-        (schematic,) = [s for s in run.of_type(SCHEMATIC) if s.parent == apply.parent]
+        (schematic,) = [s for s in run.of_type(SCHEMATIC) if s.name == f"{cname}-schematic"]
         assert schematic.inputs["schematic"] == plan_cluster(fleet, cname).schematic
         # The fake factory's id is the schematic's content hash.
         installer = installer_for(
@@ -140,10 +141,22 @@ def test_one_apply_per_node_with_its_own_plaintext_patch(valid_stack: Path, run:
             fleet.talos_version(cluster),
             arch,
         )
-        assert apply.inputs["configPatches"] == patches.node_config_patches(fleet, cluster, host, installer)
+        assert apply.inputs["configPatches"] == patches.node_config_patches(fleet, cname, host, installer)
         on_destroy = plain(apply.inputs["onDestroy"])
         assert on_destroy["reset"] is True
         assert on_destroy["graceful"] is (len(cluster.nodes_of("controlplane")) > 1 or node.role == "worker")
+
+
+def test_schematics_moved_out_of_clusters_keep_their_state(valid_stack: Path, run: Run) -> None:
+    """Schematics used to be children of their TalosCluster; the move ships with an alias."""
+    fleet = load_stack_file(valid_stack)
+    (images,) = run.of_type("talos-fleet:index:TalosImages")
+    schematics = {s.name: s for s in run.of_type(SCHEMATIC)}
+    assert sorted(schematics) == sorted(f"{c}-schematic" for c in fleet.clusters)
+    for cname in fleet.clusters:
+        schematic = schematics[f"{cname}-schematic"]
+        assert schematic.parent == images.urn
+        assert schematic.aliases == [f"parent:{engine_urn(component_urn(run, cname))}"]
 
 
 CREDENTIAL_FIELDS = {"machineSecrets", "clientConfiguration"}
@@ -250,11 +263,13 @@ def test_everything_uses_the_explicit_talos_provider(run: Run) -> None:
         assert event.provider == reference, f"{event} does not use the explicit provider"
 
 
-def test_children_are_parented_to_their_cluster_component(run: Run) -> None:
-    components = {r.urn for r in run.of_type(COMPONENT)}
+def test_children_are_parented_to_their_component(run: Run) -> None:
+    components = {r.urn for r in run.registrations if r.type.startswith("talos-fleet:index:")}
     for reg in run.registrations:
-        if reg.type.startswith("talos:"):
-            assert reg.parent in components
+        if reg.type.startswith(
+            ("talos:", "libvirt:", "matchbox:", "pulumi:providers:libvirt", "pulumi:providers:matchbox")
+        ):
+            assert reg.parent in components, f"{reg.name} ({reg.type}) is not a component's child"
 
 
 def test_installer_is_fetched_once_per_architecture_per_cluster(valid_stack: Path, run: Run) -> None:

@@ -15,7 +15,6 @@ import pytest
 
 from talos_fleet import patches
 from talos_fleet.loader import load_stack_file
-from talos_fleet.plan import plan_cluster
 from tests.conftest import SHARED_TALOS, VALID_STACKS, stack_id
 
 LINT = SHARED_TALOS / "lint-patch"
@@ -26,22 +25,16 @@ needs_shared = pytest.mark.skipif(
 
 def _rendered(stack: Path, out: Path) -> list[Path]:
     fleet = load_stack_file(stack)
+    secrets = {name: "placeholder-passphrase" for name in fleet.secrets}
+    rendered = patches.render_fleet(
+        fleet,
+        secrets,
+        lambda cname, version, arch: f"factory.talos.dev/metal-installer/0123abcd:{version}",
+    )
     files: list[Path] = []
-    for cname, cluster in fleet.clusters.items():
-        plan = plan_cluster(fleet, cname)
-        secrets = {name: "placeholder-passphrase" for name in cluster.secret_names()}
-        texts = [
-            *(p for role in ("controlplane", "worker") for p in patches.role_config_patches(cluster, role, secrets)),
-            *(
-                p
-                for node in plan.nodes
-                for p in patches.node_config_patches(
-                    fleet, cluster, node.hostname, f"factory.talos.dev/metal-installer/0123abcd:{plan.talos_version}"
-                )
-            ),
-        ]
+    for label, texts in rendered.items():
         for i, text in enumerate(texts):
-            path = out / f"{cname}-{i}.yaml"
+            path = out / f"{label.replace('/', '-')}-{i}.yaml"
             path.write_text(text)
             files.append(path)
     return files
