@@ -44,7 +44,7 @@ ROLES: tuple[Role, ...] = ("controlplane", "worker")
 class RuleError(ValueError):
     """A cross-field rule failed at `path` (relative to the validating model)."""
 
-    def __init__(self, path: tuple[str, ...], message: str) -> None:
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
@@ -422,7 +422,7 @@ class VmSpec(Model):
         seen: set[str] = set()
         for i, disk in enumerate(self.data_disks or ()):
             if disk.name in seen:
-                raise RuleError(("dataDisks", str(i), "name"), f"data disk {disk.name!r} is listed twice; rename one")
+                raise RuleError(("dataDisks", i, "name"), f"data disk {disk.name!r} is listed twice; rename one")
             seen.add(disk.name)
         return self
 

@@ -305,8 +305,10 @@ def test_adding_a_node_changes_no_other_resource(tmp_path: Path, valid_stack: Pa
         for n in c["nodes"].values()
     }
     address = next(f"{network}.{i}" for i in range(200, 250) if f"{network}.{i}" not in used)
-    source = next(iter(document["config"]["talos-fleet:sources"]))
+    source, spec = next(iter(document["config"]["talos-fleet:sources"].items()))
     cluster["nodes"]["added-worker"] = {"role": "worker", "source": source, "address": address}
+    if spec["kind"] == "metal":  # its own MAC; VMs derive theirs
+        cluster["nodes"]["added-worker"]["mac"] = "0c:c4:7a:99:99:99"
     changed = tmp_path / valid_stack.name
     changed.write_text(yaml.safe_dump(document, sort_keys=False))
     after = run_stack_file(changed)
