@@ -178,7 +178,7 @@ class LibvirtHypervisor(pulumi.ComponentResource):
                         "nvram",
                         # Read back from DHCP leases (and empty while the VM is off): a perpetual
                         # diff. The reservation itself is made at creation from the spec's address.
-                        "networkInterfaces[0].addresses",
+                        *(["networkInterfaces[0].addresses"] if network is not None else []),
                     ],
                 ),
             ),

@@ -1,0 +1,416 @@
+"""Machine sources under mocks: libvirt hypervisors (VMs, disks, network, boot media) and matchbox
+PXE, for every valid stack that uses them; plus the domain stylesheet applied with libxslt.
+
+Expected values come from the spec (and the fake factory's URL scheme), never from the output
+under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lxml import etree
+
+from components.libvirt_hypervisor import GIB, domain_xslt
+from talos_fleet import patches
+from talos_fleet.loader import load_stack_file
+from talos_fleet.spec import LibvirtSource, MetalSource
+from tests.conftest import VALID_STACKS, stack_id
+from tests.harness import POOL_PATH, Registration, Run, factory_urls, is_secret, plain, run_stack_file
+
+DOMAIN = "libvirt:index/domain:Domain"
+VOLUME = "libvirt:index/volume:Volume"
+NETWORK = "libvirt:index/network:Network"
+GROUP = "matchbox:index/group:Group"
+PROFILE = "matchbox:index/profile:Profile"
+APPLY = "talos:machine/configurationApply:ConfigurationApply"
+SECRETS = "talos:machine/secrets:Secrets"
+
+
+def _sources(path: Path) -> dict[str, Any]:
+    return dict(yaml.safe_load(path.read_text())["config"]["talos-fleet:sources"])
+
+
+LIBVIRT_STACKS = [p for p in VALID_STACKS if any(s["kind"] == "libvirt" for s in _sources(p).values())]
+PXE_STACKS = [p for p in VALID_STACKS if any("matchbox" in s for s in _sources(p).values())]
+
+
+@pytest.fixture(params=LIBVIRT_STACKS, ids=stack_id)
+def libvirt_stack(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.param
+    return path
+
+
+@pytest.fixture(params=PXE_STACKS, ids=stack_id)
+def pxe_stack(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.param
+    return path
+
+
+def test_the_shipped_stacks_cover_both_network_kinds_and_pxe() -> None:
+    names = {p.name for p in LIBVIRT_STACKS}
+    assert {"Pulumi.homelab.yaml", "Pulumi.multi-region.yaml"} <= names
+    kinds = {next(iter(s["network"])) for p in LIBVIRT_STACKS for s in _sources(p).values() if s["kind"] == "libvirt"}
+    assert kinds == {"managed", "bridge"}
+    assert PXE_STACKS
+
+
+def _by_name(run: Run, type_: str) -> dict[str, Registration]:
+    return {r.name: r for r in run.of_type(type_)}
+
+
+def _fake_schematic_id(fleet_cluster_image: Any) -> str:
+    # The fake factory's schematic id is the content hash of what the program posted.
+    return hashlib.sha256(patches.schematic_yaml(fleet_cluster_image).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Providers
+
+
+def test_every_libvirt_resource_uses_its_own_hypervisors_provider(libvirt_stack: Path) -> None:
+    fleet = load_stack_file(libvirt_stack)
+    run = run_stack_file(libvirt_stack)
+    hypervisors = {s: src for s, src in fleet.sources.items() if isinstance(src, LibvirtSource)}
+    providers = {p.name: p for p in run.of_type("pulumi:providers:libvirt")}
+    assert sorted(providers) == sorted(f"{s}-libvirt" for s in hypervisors)
+    components = {c.urn: c.name for c in run.of_type("talos-fleet:index:LibvirtHypervisor")}
+    for name, provider in providers.items():
+        assert provider.inputs["uri"] == hypervisors[name.removesuffix("-libvirt")].uri
+    libvirt_resources = [r for r in run.registrations if r.type.startswith("libvirt:")]
+    assert libvirt_resources
+    for reg in libvirt_resources:
+        own = providers[f"{components[reg.parent]}-libvirt"]
+        assert reg.provider == f"{own.urn}::{own.name}-id", f"{reg.name} uses {reg.provider or 'the default provider'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# VMs
+
+
+def test_one_vm_per_node_with_its_size_disks_and_settings(libvirt_stack: Path) -> None:
+    fleet = load_stack_file(libvirt_stack)
+    run = run_stack_file(libvirt_stack)
+    domains, volumes = _by_name(run, DOMAIN), _by_name(run, VOLUME)
+    vm_nodes = [(c, h, n) for c, h, n in fleet.all_nodes() if isinstance(fleet.sources[n.source], LibvirtSource)]
+    assert sorted(domains) == sorted(f"{c}-{h}" for c, h, _ in vm_nodes)
+    nvram_files = set()
+    for cname, host, node in vm_nodes:
+        source = fleet.sources[node.source]
+        assert isinstance(source, LibvirtSource)
+        size, _ = fleet.vm(cname, host)
+        domain = domains[f"{cname}-{host}"].inputs
+        assert domain["machine"] == "q35"
+        assert domain["cpu"] == {"mode": "host-passthrough"}
+        assert (domain["vcpu"], domain["memory"]) == (size.cpus, size.memory_mib)
+        assert domain["firmware"] == source.firmware
+        assert domain["nvram"]["template"] == source.nvram_template
+        nvram_files.add(domain["nvram"]["file"])
+        assert domain["autostart"] is True
+        assert domain["running"] is True
+        assert domain["consoles"] == [{"type": "pty", "targetPort": "0", "targetType": "serial"}]
+        assert domain["bootDevices"] == [{"devs": ["hd", "cdrom"]}]
+        # System disk first (vda), data disks next (vdb, ...), the boot ISO last.
+        system = volumes[f"{cname}-{host}-system"].inputs
+        data = [volumes[f"{cname}-{host}-{d.name}"].inputs for d in size.data_disks]
+        assert (system["size"], system["format"], system["pool"]) == (size.disk_gib * GIB, "qcow2", source.pool)
+        assert [d["size"] for d in data] == [d.size_gib * GIB for d in size.data_disks]
+        disks = domain["disks"]
+        assert [d.get("volumeId") for d in disks[:-1]] == [f"{POOL_PATH}/{v['name']}" for v in [system, *data]]
+        assert disks[-1]["file"].endswith(".iso")
+        assert domain["xml"]["xslt"] == domain_xslt(tuple(d.name for d in size.data_disks))
+    assert len(nvram_files) == len(vm_nodes), "every VM needs its own NVRAM file"
+
+
+def test_config_apply_waits_for_the_vm(libvirt_stack: Path) -> None:
+    fleet = load_stack_file(libvirt_stack)
+    run = run_stack_file(libvirt_stack)
+    domains, applies = _by_name(run, DOMAIN), _by_name(run, APPLY)
+    for cname, host, node in fleet.all_nodes():
+        if isinstance(fleet.sources[node.source], LibvirtSource):
+            apply = applies[f"{cname}-{host}"]
+            # A data edge: the apply's node address is read through the domain.
+            assert domains[f"{cname}-{host}"].urn in apply.property_dependencies["node"]
+            assert plain(apply.inputs["node"]) == node.ip
+
+
+def test_macs_are_derived_unique_and_reserved(libvirt_stack: Path) -> None:
+    fleet = load_stack_file(libvirt_stack)
+    run = run_stack_file(libvirt_stack)
+    domains, networks = _by_name(run, DOMAIN), _by_name(run, NETWORK)
+    seen: set[str] = set()
+    for cname, host, node in fleet.all_nodes():
+        source = fleet.sources[node.source]
+        if not isinstance(source, LibvirtSource):
+            continue
+        (nic,) = domains[f"{cname}-{host}"].inputs["networkInterfaces"]
+        assert nic["mac"] == fleet.mac(cname, host)
+        assert re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", nic["mac"])
+        assert int(nic["mac"][:2], 16) & 1 == 0
+        assert nic["mac"] not in seen
+        seen.add(nic["mac"])
+        patch = "".join(patches.node_config_patches(fleet, cname, host, "installer"))
+        # The node names its NIC by that MAC.
+        assert f'mac(link.permanent_addr) == "{nic["mac"]}"' in patch
+        if source.network.managed is not None:
+            network = networks[f"{node.source}-network"].inputs
+            assert network["addresses"] == [source.network.managed.cidr]
+            assert nic["networkId"] == f"{node.source}-network-id"
+            assert nic["addresses"] == [node.ip]
+            assert nic["waitForLease"] is True
+        else:
+            assert nic["bridge"] == source.network.bridge
+            assert "addresses" not in nic
+            assert f"address: {node.ip}/" in patch  # static address in the node's own patch
+
+
+def test_removing_a_node_changes_no_other_vm(libvirt_stack: Path, tmp_path: Path) -> None:
+    document = yaml.safe_load(libvirt_stack.read_text())
+    clusters = document["config"]["talos-fleet:clusters"]
+    sources = document["config"]["talos-fleet:sources"]
+    cname, host = next(
+        (c, h)
+        for c, cl in clusters.items()
+        for h, n in cl["nodes"].items()
+        if n["role"] == "worker" and sources[n["source"]]["kind"] == "libvirt"
+    )
+    del clusters[cname]["nodes"][host]
+    changed = tmp_path / libvirt_stack.name
+    changed.write_text(yaml.safe_dump(document, sort_keys=False))
+    before, after = run_stack_file(libvirt_stack).by_urn(), run_stack_file(changed).by_urn()
+    removed = [r.name for urn, r in before.items() if urn not in after]
+    assert removed
+    assert all(name.startswith(f"{cname}-{host}") for name in removed), removed
+    for urn, reg in after.items():
+        if reg.type.startswith("libvirt:"):
+            assert before[urn].inputs == reg.inputs, f"{reg.name} changed when {host} was removed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Boot media
+
+
+def test_boot_media_is_fetched_once_per_hypervisor(libvirt_stack: Path, tmp_path: Path) -> None:
+    document = yaml.safe_load(libvirt_stack.read_text())
+    clusters = document["config"]["talos-fleet:clusters"]
+    # Ten more VMs on the first cluster's first VM source: still one download per hypervisor.
+    _cname, cluster = next(iter(clusters.items()))
+    sources = document["config"]["talos-fleet:sources"]
+    vm_source = next(n["source"] for n in cluster["nodes"].values() if sources[n["source"]]["kind"] == "libvirt")
+    prefix = cluster["network"]["cidr"].rsplit(".", 1)[0]
+    for i in range(10):
+        cluster["nodes"][f"more-{i}"] = {"role": "worker", "source": vm_source, "address": f"{prefix}.{230 + i}"}
+    grown = tmp_path / libvirt_stack.name
+    grown.write_text(yaml.safe_dump(document, sort_keys=False))
+    fleet = load_stack_file(grown)
+    run = run_stack_file(grown)
+    components = {c.urn: c.name for c in run.of_type("talos-fleet:index:LibvirtHypervisor")}
+    isos: dict[str, list[Registration]] = {}
+    for volume in run.of_type(VOLUME):
+        if volume.inputs["name"].endswith(".iso"):
+            isos.setdefault(components[volume.parent], []).append(volume)
+    for sname, source in fleet.sources.items():
+        if not isinstance(source, LibvirtSource):
+            continue
+        images = {
+            (fleet.talos_version(fleet.clusters[c]), patches.schematic_yaml(fleet.image(fleet.clusters[c])))
+            for c, _, n in fleet.all_nodes()
+            if n.source == sname
+        }
+        assert len(isos[sname]) == len(images), f"{sname}: {[v.name for v in isos[sname]]}"
+        expected = {
+            factory_urls(hashlib.sha256(schematic.encode()).hexdigest(), version, "amd64")["iso"]
+            for version, schematic in images
+        }
+        assert {plain(v.inputs["source"]) for v in isos[sname]} == expected
+        iso_paths = {f"{POOL_PATH}/{v.inputs['name']}" for v in isos[sname]}
+        for domain in run.of_type(DOMAIN):
+            if components[domain.parent] == sname:
+                assert domain.inputs["disks"][-1]["file"] in iso_paths
+
+
+def _bump_talos(document: dict[str, Any]) -> None:
+    document["config"]["talos-fleet:defaults"]["talosVersion"] = "v1.13.11"
+
+
+def _add_extension(document: dict[str, Any]) -> None:
+    image = document["config"]["talos-fleet:defaults"].setdefault("image", {})
+    image.setdefault("extensions", []).append("siderolabs/util-linux-tools")
+
+
+def _drop(value: Any, path: list[str]) -> Any:
+    """`value` without the property at `path` (Pulumi ignore_changes syntax, split)."""
+    if not path:
+        return None
+    head, *rest = path
+    match = re.fullmatch(r"(\w+)\[(\d+)\]", head)
+    key, index = (match.group(1), int(match.group(2))) if match else (head, None)
+    if not isinstance(value, dict) or key not in value:
+        return value
+    inner = value[key]
+    if index is not None and isinstance(inner, list) and index < len(inner):
+        inner = [*inner[:index], _drop(inner[index], rest), *inner[index + 1 :]]
+    elif index is None:
+        inner = _drop(inner, rest)
+    return {**value, key: inner}
+
+
+def _diffed_inputs(reg: Registration) -> Any:
+    """The inputs Pulumi would diff: without the properties the resource ignores."""
+    inputs: Any = copy.deepcopy(reg.inputs)
+    for path in reg.ignore_changes:
+        inputs = _drop(inputs, path.split("."))
+    return inputs
+
+
+@pytest.mark.parametrize("change", [_bump_talos, _add_extension], ids=["talos-version", "extension"])
+def test_a_talos_or_schematic_change_replaces_no_vm_disk_or_secret(
+    libvirt_stack: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
+) -> None:
+    document = yaml.safe_load(libvirt_stack.read_text())
+    change(document)
+    changed = tmp_path / libvirt_stack.name
+    changed.write_text(yaml.safe_dump(document, sort_keys=False))
+    before, after = run_stack_file(libvirt_stack), run_stack_file(changed)
+    old, new = before.by_urn(), after.by_urn()
+    kept = [r for r in before.registrations if r.type in (DOMAIN, NETWORK, SECRETS) or _is_node_disk(r)]
+    assert kept
+    for reg in kept:
+        assert reg.urn in new, f"{reg.name} would be deleted"
+        assert _diffed_inputs(new[reg.urn]) == _diffed_inputs(reg), f"{reg.name} would change"
+    # Only boot media come and go: a new ISO (or PXE profile) for machines installed from now on.
+    appeared = [r for urn, r in new.items() if urn not in old]
+    assert appeared
+    assert all(_is_boot_media(r) for r in appeared), [r.name for r in appeared]
+
+
+def _is_boot_media(reg: Registration) -> bool:
+    return reg.type == PROFILE or (reg.type == VOLUME and reg.inputs["name"].endswith(".iso"))
+
+
+def _is_node_disk(reg: Registration) -> bool:
+    return reg.type == VOLUME and not reg.inputs["name"].endswith(".iso")
+
+
+def test_ignored_properties_exist_on_the_resource(libvirt_stack: Path) -> None:
+    """An ignore_changes path that names nothing would silently protect nothing."""
+    run = run_stack_file(libvirt_stack)
+    for reg in run.registrations:
+        if reg.type.startswith("libvirt:"):
+            for path in reg.ignore_changes:
+                assert _drop(reg.inputs, path.split(".")) != reg.inputs, f"{reg.name}: {path} matches nothing"
+
+
+# ---------------------------------------------------------------------------------------------
+# The domain stylesheet, applied as the provider applies it (libxslt)
+
+# What terraform-provider-libvirt 0.8.1 generates for such a domain, before the stylesheet.
+PROVIDER_DOMAIN_XML = """<domain type="kvm">
+  <name>lab-worker-1</name>
+  <devices>
+    <disk type="volume" device="disk"><source pool="default" volume="lab-worker-1.qcow2"/>
+      <target dev="vda" bus="virtio"/></disk>
+    <disk type="volume" device="disk"><source pool="default" volume="lab-worker-1-ceph.qcow2"/>
+      <target dev="vdb" bus="virtio"/></disk>
+    <disk type="volume" device="disk"><source pool="default" volume="lab-worker-1-scratch.qcow2"/>
+      <target dev="vdc" bus="virtio"/></disk>
+    <disk type="file" device="cdrom"><driver name="qemu" type="raw"/>
+      <source file="/var/lib/libvirt/images/talos.iso"/><target dev="hda" bus="ide"/></disk>
+    <interface type="network"><mac address="02:00:00:00:00:01"/><source network="talos"/>
+      <model type="virtio"/></interface>
+    <console type="pty"><target type="serial" port="0"/></console>
+    {channel}
+    <rng model="virtio"><backend model="random">/dev/urandom</backend></rng>
+  </devices>
+</domain>"""
+AGENT_CHANNEL = '<channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/></channel>'
+
+
+def _attr(element: Any, path: str, name: str) -> str | None:
+    found = element.find(path)
+    assert found is not None, f"no {path}"
+    value: str | None = found.get(name)
+    return value
+
+
+@pytest.mark.parametrize("provider_channel", [AGENT_CHANNEL, ""], ids=["provider-channel", "no-channel"])
+def test_domain_stylesheet_fixes_what_the_provider_cannot_say(provider_channel: str) -> None:
+    transform = etree.XSLT(etree.fromstring(domain_xslt(("ceph", "scratch")).encode()))
+    domain = transform(etree.fromstring(PROVIDER_DOMAIN_XML.replace("{channel}", provider_channel).encode()))
+    devices = domain.getroot().find("devices")
+    assert devices is not None
+    (cdrom,) = devices.findall("disk[@device='cdrom']")
+    assert _attr(cdrom, "target", "bus") == "sata"  # q35 has no IDE
+    assert _attr(cdrom, "source", "startupPolicy") == "optional"
+    assert _attr(cdrom, "source", "file") == "/var/lib/libvirt/images/talos.iso"
+    serials = {_attr(d, "target", "dev"): d.findtext("serial") for d in devices.findall("disk[@device='disk']")}
+    assert serials == {"vda": None, "vdb": "ceph", "vdc": "scratch"}
+    channels = devices.findall("channel/target[@name='org.qemu.guest_agent.0']")
+    assert len(channels) == 1
+    assert [b.get("model") for b in devices.findall("memballoon")] == ["none"]
+    # Everything else passes through untouched.
+    assert _attr(devices, "interface/mac", "address") == "02:00:00:00:00:01"
+    assert _attr(devices, "console/target", "type") == "serial"
+
+
+# ---------------------------------------------------------------------------------------------
+# PXE through matchbox
+
+
+def test_matchbox_serves_each_metal_node_by_its_mac(pxe_stack: Path) -> None:
+    fleet = load_stack_file(pxe_stack)
+    run = run_stack_file(pxe_stack)
+    groups, profiles = _by_name(run, GROUP), run.of_type(PROFILE)
+    pxe_nodes = [(c, h, n) for c, h, n in fleet.all_nodes() if _served_by_matchbox(fleet.sources[n.source])]
+    assert sorted(groups) == sorted(f"{c}-{h}-pxe" for c, h, _ in pxe_nodes)
+    profile_names = {p.inputs["name"]: p for p in profiles}
+    applies = _by_name(run, APPLY)
+    for cname, host, node in pxe_nodes:
+        group = groups[f"{cname}-{host}-pxe"]
+        assert group.inputs["selector"] == {"mac": node.mac}
+        profile = profile_names[plain(group.inputs["profile"])]
+        cluster = fleet.clusters[cname]
+        arch = fleet.sources[node.source].architecture
+        urls = factory_urls(_fake_schematic_id(fleet.image(cluster)), fleet.talos_version(cluster), arch)
+        assert plain(profile.inputs["kernel"]) == urls["kernel"]
+        assert plain(profile.inputs["initrds"]) == [urls["initramfs"]]
+        args = plain(profile.inputs["args"])
+        assert args[0] == f"initrd=initramfs-{arch}.xz"
+        assert "talos.platform=metal" in args
+        assert "slab_nomerge" in args
+        assert "pti=on" in args
+        # The schematic's own kernel arguments come last, so they win over Talos' defaults.
+        extra = list(fleet.image(cluster).kernel_args)
+        assert extra
+        assert args[-len(extra) :] == extra
+        # The apply waits for the machine's PXE entry.
+        assert group.urn in applies[f"{cname}-{host}"].property_dependencies["node"]
+    # One profile per boot medium, shared by all machines that boot it.
+    assert len(profiles) == len({plain(g.inputs["profile"]) for g in groups.values()})
+
+
+def _served_by_matchbox(source: MetalSource | LibvirtSource) -> bool:
+    return isinstance(source, MetalSource) and source.matchbox is not None
+
+
+def test_matchbox_credentials_are_secret_and_used_by_every_matchbox_resource(pxe_stack: Path) -> None:
+    fleet = load_stack_file(pxe_stack)
+    run = run_stack_file(pxe_stack)
+    providers = {p.name: p for p in run.of_type("pulumi:providers:matchbox")}
+    for sname, source in fleet.sources.items():
+        if isinstance(source, MetalSource) and source.matchbox is not None:
+            provider = providers[f"{sname}-matchbox"]
+            assert provider.inputs["endpoint"] == source.matchbox.endpoint
+            for key in ("ca", "clientCert", "clientKey"):
+                assert is_secret(provider.inputs[key]), f"{key} reaches the provider in plaintext"
+    references = {f"{p.urn}::{p.name}-id" for p in providers.values()}
+    for reg in run.registrations:
+        if reg.type.startswith("matchbox:"):
+            assert reg.provider in references
