@@ -1,7 +1,9 @@
 """`make bench`: evaluate the program under Pulumi mocks for generated fleets of 10, 100 and 1,000
-nodes and print seconds, resources, provider calls and config generations.
+metal nodes, 1,000 over 10 clusters, and a multi-region fleet of 1,000 VMs over 10 libvirt
+hypervisors; print seconds, resources, provider calls, config generations and boot ISOs.
 
-Targets: time grows linearly with nodes; config generations stay at two per cluster. Numbers are
+Targets: time grows linearly with nodes; config generations stay at two per cluster and boot
+ISOs at one per hypervisor. Numbers are
 for a reader to compare across changes, not asserted (a timed test would be flaky on CI).
 """
 
@@ -18,38 +20,52 @@ from tests.harness import run_program
 SIZES = (10, 100, 1000)
 
 
-def fleet_config(nodes: int, clusters: int) -> dict[str, str]:
+def fleet_config(nodes: int, clusters: int, vms: bool = False) -> dict[str, str]:
     """Engine config for `clusters` clusters sharing `nodes` nodes: 3 control planes each, VIP,
-    static addressing, labels on every node."""
+    labels on every node. Metal with static addressing; or (`vms`) a multi-region fleet: one
+    libvirt hypervisor per cluster (region) with a managed network, roles sized once for all."""
     per_cluster = nodes // clusters
     tree: dict[str, Any] = {
         "defaults": {
             "talosVersion": "v1.13.10",
             "kubernetesVersion": "v1.36.3",
-            "image": {"extensions": ["siderolabs/iscsi-tools"]},
+            "image": {"extensions": ["siderolabs/iscsi-tools", "siderolabs/qemu-guest-agent"]},
+            "roles": {"worker": {"vm": {"cpus": 4, "memoryMib": 8192, "dataDisks": [{"name": "data", "sizeGib": 50}]}}},
         },
-        "sources": {"metal": {"kind": "metal"}},
+        "sources": {} if vms else {"metal": {"kind": "metal"}},
         "clusters": {},
     }
     for c in range(clusters):
+        source = f"kvm-{c}" if vms else "metal"
+        if vms:
+            tree["sources"][source] = {
+                "kind": "libvirt",
+                "uri": f"qemu+ssh://admin@kvm-{c}.example.net/system",
+                "network": {"managed": {"cidr": f"10.{c}.0.0/16", "gateway": f"10.{c}.0.1"}},
+            }
         members: dict[str, Any] = {}
         for n in range(per_cluster):
             members[f"c{c}-n{n}"] = {
                 "role": "controlplane" if n < 3 else "worker",
-                "source": "metal",
-                "address": f"10.{c}.{n // 250}.{n % 250 + 2}",
-                "labels": {"topology.kubernetes.io/zone": f"zone-{n % 3}"},
+                "source": source,
+                "address": f"10.{c}.{n // 250 + 1}.{n % 250 + 2}",
+                "labels": {
+                    "topology.kubernetes.io/region": f"region-{c}",
+                    "topology.kubernetes.io/zone": f"zone-{n % 3}",
+                },
             }
+        network = {"cidr": f"10.{c}.0.0/16", "gateway": f"10.{c}.0.1"}
+        network.update({"link": "net0"} if vms else {"link": "eno1", "addressing": "static"})
         tree["clusters"][f"cluster-{c}"] = {
             "endpoint": {"vip": f"10.{c}.255.254"},
-            "network": {"cidr": f"10.{c}.0.0/16", "gateway": f"10.{c}.0.1", "link": "eno1", "addressing": "static"},
+            "network": network,
             "nodes": members,
         }
     return {f"talos-fleet:{key}": json.dumps(value) for key, value in tree.items()}
 
 
-def measure(nodes: int, clusters: int) -> dict[str, Any]:
-    config = fleet_config(nodes, clusters)
+def measure(nodes: int, clusters: int, vms: bool = False) -> dict[str, Any]:
+    config = fleet_config(nodes, clusters, vms)
     gc.collect()
     start = time.perf_counter()
     run = run_program(config)
@@ -58,6 +74,8 @@ def measure(nodes: int, clusters: int) -> dict[str, Any]:
     return {
         "nodes": nodes,
         "clusters": clusters,
+        "hypervisors": len(run.of_type("pulumi:providers:libvirt")),
+        "boot ISOs": sum(1 for r in run.of_type("libvirt:index/volume:Volume") if r.inputs["name"].endswith(".iso")),
         "seconds": seconds,
         "ms/node": 1000 * seconds / nodes,
         "resources": len(run.registrations),
@@ -68,7 +86,7 @@ def measure(nodes: int, clusters: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    rows = [measure(n, 1) for n in SIZES] + [measure(1000, 10)]
+    rows = [measure(n, 1) for n in SIZES] + [measure(1000, 10), measure(1000, 10, vms=True)]
     header = list(rows[0])
     print("  ".join(f"{h:>15}" for h in header))
     for row in rows:
