@@ -12,7 +12,7 @@ BACKEND := $(or $(PULUMI_BACKEND_URL),file://$(CURDIR)/.pulumi-state)
 PULUMI  := PULUMI_BACKEND_URL=$(BACKEND) pulumi
 
 .PHONY: help venv test lint typecheck unit bench schema lock validate up preview kubeconfig talosconfig \
-        need-stack need-pulumi clean
+        need-stack need-pulumi clean preflight
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -54,7 +54,10 @@ lock: venv ## re-resolve requirements*.txt from requirements*.in (needs pip-tool
 validate: need-stack venv ## check stacks/Pulumi.$(STACK).yaml offline
 	@$(BIN)/python -m talos_fleet validate stacks/Pulumi.$(STACK).yaml
 
-up: need-stack need-pulumi validate ## pulumi up for STACK (local state in .pulumi-state unless PULUMI_BACKEND_URL)
+preflight: need-stack venv ## host checks for STACK's hypervisors (KVM, OVMF, storage pool)
+	@$(BIN)/python -m tools.preflight stacks/Pulumi.$(STACK).yaml
+
+up: need-stack need-pulumi validate preflight ## pulumi up for STACK (local state in .pulumi-state unless PULUMI_BACKEND_URL)
 	@mkdir -p .pulumi-state
 	@command -v talosctl >/dev/null 2>&1 || echo "note: talosctl is not installed; pulumi up does not need it, operating the cluster does (README: Prerequisites)"
 	$(PULUMI) stack select --create $(STACK)
