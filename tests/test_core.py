@@ -3,6 +3,7 @@ deterministic; credentials files are private. No Pulumi here."""
 
 from __future__ import annotations
 
+import copy
 import os
 import stat
 import subprocess
@@ -15,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from talos_fleet import naming, patches
-from talos_fleet.loader import validate_tree
-from talos_fleet.plan import plan_cluster
+from talos_fleet.loader import tree_from_stack_file, validate_tree
+from talos_fleet.plan import plan_cluster, plan_hypervisors
 from talos_fleet.spec import Fleet
 from tests.conftest import ROOT, VALID_STACKS, stack_id
 from tools.write_credentials import write_secret_file
@@ -180,3 +181,32 @@ def test_credentials_file_is_private_from_the_start(tmp_path: Path) -> None:
     assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
     assert target.read_text() == "apiVersion: v1\nkind: Config\n"
     assert not list(target.parent.glob(".*.tmp"))
+
+
+HOMELAB = ROOT / "stacks" / "Pulumi.homelab.yaml"
+
+
+@given(
+    st.lists(
+        st.tuples(HOSTNAME, st.integers(30, 250)), min_size=1, max_size=8, unique_by=(lambda t: t[0], lambda t: t[1])
+    )
+)
+def test_adding_vms_changes_no_other_vm_or_node_output(added: list[tuple[str, int]]) -> None:
+    tree = tree_from_stack_file(HOMELAB)
+    before = validate_tree(tree)
+    nodes = copy.deepcopy(tree)
+    for host, number in added:
+        if host in before.clusters["homelab"].nodes:
+            return
+        nodes["clusters"]["homelab"]["nodes"][host] = {
+            "role": "worker",
+            "source": "kvm",
+            "address": f"10.17.3.{number}",
+        }
+    after = validate_tree(nodes)
+    old_vms = {vm.hostname: vm for hv in plan_hypervisors(before) for vm in hv.vms}
+    new_vms = {vm.hostname: vm for hv in plan_hypervisors(after) for vm in hv.vms}
+    assert {h: new_vms[h] for h in old_vms} == old_vms
+    assert len({vm.mac for vm in new_vms.values()}) == len(new_vms)
+    old_out, new_out = _outputs(before), _outputs(after)
+    assert {k: new_out[k] for k in old_out} == old_out
