@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talos_fleet import naming, patches
-from talos_fleet.spec import Fleet, LibvirtSource, ManagedNetwork, Matchbox, MetalSource, Role
+from talos_fleet.spec import Fleet, LibvirtSource, ManagedNetwork, Matchbox, MetalSource, Node, Role
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,16 @@ def _media(fleet: Fleet, cname: str, architecture: str) -> BootMedia:
     return BootMedia(key, cname, version, architecture, schematic)
 
 
+def _nodes_on(fleet: Fleet, source: str) -> list[tuple[str, str, Node]]:
+    return [(c, h, n) for c, h, n in fleet.all_nodes() if n.source == source]
+
+
+def _media_of(fleet: Fleet, source: str) -> list[BootMedia]:
+    """The boot medium of each node on `source`, in node order."""
+    architecture = fleet.sources[source].architecture
+    return [_media(fleet, cname, architecture) for cname, _, _ in _nodes_on(fleet, source)]
+
+
 def _unique(media: list[BootMedia]) -> tuple[BootMedia, ...]:
     first: dict[str, BootMedia] = {}
     for m in media:
@@ -165,13 +175,9 @@ def plan_hypervisors(fleet: Fleet) -> list[HypervisorPlan]:
         if not isinstance(source, LibvirtSource):
             continue
         vms: list[VmPlan] = []
-        media: list[BootMedia] = []
-        for cname, host, node in fleet.all_nodes():
-            if node.source != sname:
-                continue
+        media = _media_of(fleet, sname)
+        for (cname, host, node), medium in zip(_nodes_on(fleet, sname), media, strict=True):
             vm, _ = fleet.vm(cname, host)
-            medium = _media(fleet, cname, source.architecture)
-            media.append(medium)
             vms.append(
                 VmPlan(
                     cluster=cname,
@@ -210,13 +216,10 @@ def plan_pxe(fleet: Fleet) -> list[PxePlan]:
     for sname, source in fleet.sources.items():
         if not isinstance(source, MetalSource) or source.matchbox is None:
             continue
-        hosts: list[PxeHost] = []
-        media: list[BootMedia] = []
-        for cname, host, node in fleet.all_nodes():
-            if node.source != sname:
-                continue
-            medium = _media(fleet, cname, source.architecture)
-            media.append(medium)
-            hosts.append(PxeHost(cname, host, node.ip, fleet.mac(cname, host), medium.key))
+        media = _media_of(fleet, sname)
+        hosts = [
+            PxeHost(cname, host, node.ip, fleet.mac(cname, host), medium.key)
+            for (cname, host, node), medium in zip(_nodes_on(fleet, sname), media, strict=True)
+        ]
         plans.append(PxePlan(sname, source.matchbox, _unique(media), tuple(hosts)))
     return plans
