@@ -414,3 +414,13 @@ def test_matchbox_credentials_are_secret_and_used_by_every_matchbox_resource(pxe
     for reg in run.registrations:
         if reg.type.startswith("matchbox:"):
             assert reg.provider in references
+
+
+def test_the_macs_export_lists_vms_and_given_macs_only(valid_stack: Path) -> None:
+    fleet = load_stack_file(valid_stack)
+    exported = run_stack_file(valid_stack).export("macs")
+    for cname, host, node in fleet.all_nodes():
+        if isinstance(fleet.sources[node.source], LibvirtSource) or node.mac:
+            assert exported[cname][host] == fleet.mac(cname, host)
+        else:
+            assert host not in exported[cname]  # a derived MAC would be no machine's
