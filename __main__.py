@@ -79,13 +79,9 @@ clusters = {
 pulumi.export("endpoints", {name: c.endpoint for name, c in clusters.items()})
 pulumi.export("nodes", {name: c.node_ips for name, c in clusters.items()})
 # MACs are plain facts from the spec: bridge and metal users reserve them on their LAN's DHCP.
-# (Metal nodes have their own MAC, listed only when the stack gives it.)
 pulumi.export(
     "macs",
-    {
-        c: {h: fleet.mac(c, h) for h, n in cl.nodes.items() if n.mac or fleet.sources[n.source].kind == "libvirt"}
-        for c, cl in fleet.clusters.items()
-    },
+    {c: {h: mac for h in cl.nodes if (mac := fleet.known_mac(c, h))} for c, cl in fleet.clusters.items()},
 )
 pulumi.export("kubeconfig", {name: c.kubeconfig for name, c in clusters.items()})
 pulumi.export("talosconfig", {name: c.talosconfig for name, c in clusters.items()})

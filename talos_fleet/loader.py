@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from talos_fleet.spec import NAMESPACE, SOURCE_KINDS, Fleet, RuleError, SecretInput
+from talos_fleet.spec import NAMESPACE, SOURCE_KINDS, SOURCE_MODELS, Fleet, RuleError, SecretInput
 
 SECRETS_KEY = "secrets"
 
@@ -243,12 +243,9 @@ def _allowed_keys(loc: list[Any]) -> list[str]:
         annotation = _unwrap_optional(annotation)
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:  # the discriminated Source union: the part is its tag
-            members = {
-                m.model_fields["kind"].annotation.__args__[0]: m for m in typing.get_args(annotation)[0].__args__
-            }
-            if part not in members:
+            if part not in SOURCE_MODELS:
                 return []
-            annotation = members[part]
+            annotation = SOURCE_MODELS[part]
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             fields = {f.alias or n: f for n, f in annotation.model_fields.items()}
             if str(part) not in fields:

@@ -156,9 +156,11 @@ def _nodes_on(fleet: Fleet, source: str) -> list[tuple[str, str, Node]]:
 
 
 def _media_of(fleet: Fleet, source: str) -> list[BootMedia]:
-    """The boot medium of each node on `source`, in node order."""
+    """The boot medium of each node on `source`, in node order (rendered once per cluster)."""
     architecture = fleet.sources[source].architecture
-    return [_media(fleet, cname, architecture) for cname, _, _ in _nodes_on(fleet, source)]
+    nodes = _nodes_on(fleet, source)
+    per_cluster = {cname: _media(fleet, cname, architecture) for cname in dict.fromkeys(c for c, _, _ in nodes)}
+    return [per_cluster[cname] for cname, _, _ in nodes]
 
 
 def _unique(media: list[BootMedia]) -> tuple[BootMedia, ...]:

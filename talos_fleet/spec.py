@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import typing
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -488,7 +489,11 @@ class LibvirtSource(Model):
 
 
 Source = Annotated[MetalSource | LibvirtSource, Field(discriminator="kind")]
-SOURCE_KINDS = ("metal", "libvirt")
+# The union's members by their `kind` tag: how the loader names kinds and follows the union.
+SOURCE_MODELS: dict[str, type[Model]] = {
+    typing.get_args(m.model_fields["kind"].annotation)[0]: m for m in (MetalSource, LibvirtSource)
+}
+SOURCE_KINDS = tuple(SOURCE_MODELS)
 
 # Talos minimums (https://www.talos.dev/v1.13/introduction/system-requirements/): control
 # plane 2 vCPU / 2 GiB / 10 GiB, worker 1 / 1 / 10; the defaults leave room above them.
@@ -785,8 +790,14 @@ class Fleet(Model):
         return self.defaults.roles.of(role).patches + cluster.roles.of(role).patches
 
     def mac(self, cname: str, host: str) -> str:
-        """The node's NIC MAC: its own when set, else derived from cluster and hostname."""
+        """The node's NIC MAC: its own when set, else derived from cluster and hostname (what a
+        VM gets; for metal without `mac` it is no machine's: see `known_mac`)."""
         return self.clusters[cname].nodes[host].mac or naming.derived_mac(cname, host)
+
+    def known_mac(self, cname: str, host: str) -> str | None:
+        """The MAC a real NIC has: a VM's (derived or set) or a metal node's own; else None."""
+        node = self.clusters[cname].nodes[host]
+        return self.mac(cname, host) if node.mac or isinstance(self.sources[node.source], LibvirtSource) else None
 
     def vm(self, cname: str, host: str) -> tuple[VmSize, dict[str, tuple[str, ...]]]:
         """The node's VM sizing, field by field from the most specific layer that sets it, and
@@ -950,10 +961,10 @@ class Fleet(Model):
                 )
             owners[node.ip] = path
         macs: dict[str, str] = {}
-        for cname, host, node in self.all_nodes():
-            if node.mac is None and not isinstance(self.sources[node.source], LibvirtSource):
+        for cname, host, _ in self.all_nodes():
+            mac = self.known_mac(cname, host)
+            if mac is None:
                 continue
-            mac = self.mac(cname, host)
             if mac in macs:
                 raise RuleError(
                     ("clusters", cname, "nodes", host, "mac"),

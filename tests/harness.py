@@ -66,6 +66,11 @@ def _leaves(value: Any) -> Iterator[str]:
 FAKE_CREDENTIAL_STRINGS = [*_leaves(FAKE_MACHINE_SECRETS), *_leaves(FAKE_CLIENT_CONFIGURATION)]
 
 
+def fake_schematic_id(schematic: str) -> str:
+    """The fake factory's schematic id: like the real one, a hash of the content posted."""
+    return hashlib.sha256(schematic.encode()).hexdigest()
+
+
 def installer_for(schematic_id: str, version: str, arch: str) -> str:
     return f"factory.talos.dev/metal-installer/{schematic_id}:{version}#{arch}"
 
@@ -97,7 +102,7 @@ class FakeTalos(pulumi.runtime.Mocks):
         elif args.typ == "talos:imageFactory/schematic:Schematic":
             # The factory's id is a content hash: equal schematics, equal ids.
             schematic = str(args.inputs.get("schematic", ""))
-            return hashlib.sha256(schematic.encode()).hexdigest(), outputs
+            return fake_schematic_id(schematic), outputs
         elif args.typ == "talos:cluster/kubeconfig:Kubeconfig":
             outputs["kubeconfigRaw"] = f"FAKE-kubeconfig-for-{plain(args.inputs.get('node'))}"
         elif args.typ == "libvirt:index/volume:Volume":

@@ -7,7 +7,6 @@ call receives. Each test builds the program itself (fresh mocks) so no runtime s
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.harness import (
     Run,
     engine_config_of,
     engine_urn,
+    fake_schematic_id,
     installer_for,
     is_secret,
     plain,
@@ -137,7 +137,7 @@ def test_one_apply_per_node_with_its_own_plaintext_patch(valid_stack: Path, run:
         assert schematic.inputs["schematic"] == plan_cluster(fleet, cname).schematic
         # The fake factory's id is the schematic's content hash.
         installer = installer_for(
-            hashlib.sha256(str(schematic.inputs["schematic"]).encode()).hexdigest(),
+            fake_schematic_id(str(schematic.inputs["schematic"])),
             fleet.talos_version(cluster),
             arch,
         )

@@ -8,7 +8,6 @@ under test.
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,16 @@ from talos_fleet import patches
 from talos_fleet.loader import load_stack_file
 from talos_fleet.spec import LibvirtSource, MetalSource
 from tests.conftest import VALID_STACKS, stack_id
-from tests.harness import POOL_PATH, Registration, Run, factory_urls, is_secret, plain, run_stack_file
+from tests.harness import (
+    POOL_PATH,
+    Registration,
+    Run,
+    factory_urls,
+    fake_schematic_id,
+    is_secret,
+    plain,
+    run_stack_file,
+)
 
 DOMAIN = "libvirt:index/domain:Domain"
 VOLUME = "libvirt:index/volume:Volume"
@@ -64,11 +72,6 @@ def test_the_shipped_stacks_cover_both_network_kinds_and_pxe() -> None:
 
 def _by_name(run: Run, type_: str) -> dict[str, Registration]:
     return {r.name: r for r in run.of_type(type_)}
-
-
-def _fake_schematic_id(fleet_cluster_image: Any) -> str:
-    # The fake factory's schematic id is the content hash of what the program posted.
-    return hashlib.sha256(patches.schematic_yaml(fleet_cluster_image).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,8 +229,7 @@ def test_boot_media_is_fetched_once_per_hypervisor(libvirt_stack: Path, tmp_path
         }
         assert len(isos[sname]) == len(images), f"{sname}: {[v.name for v in isos[sname]]}"
         expected = {
-            factory_urls(hashlib.sha256(schematic.encode()).hexdigest(), version, "amd64")["iso"]
-            for version, schematic in images
+            factory_urls(fake_schematic_id(schematic), version, "amd64")["iso"] for version, schematic in images
         }
         assert {plain(v.inputs["source"]) for v in isos[sname]} == expected
         iso_paths = {f"{POOL_PATH}/{v.inputs['name']}" for v in isos[sname]}
@@ -378,7 +380,9 @@ def test_matchbox_serves_each_metal_node_by_its_mac(pxe_stack: Path) -> None:
         profile = profile_names[plain(group.inputs["profile"])]
         cluster = fleet.clusters[cname]
         arch = fleet.sources[node.source].architecture
-        urls = factory_urls(_fake_schematic_id(fleet.image(cluster)), fleet.talos_version(cluster), arch)
+        urls = factory_urls(
+            fake_schematic_id(patches.schematic_yaml(fleet.image(cluster))), fleet.talos_version(cluster), arch
+        )
         assert plain(profile.inputs["kernel"]) == urls["kernel"]
         assert plain(profile.inputs["initrds"]) == [urls["initramfs"]]
         args = plain(profile.inputs["args"])
