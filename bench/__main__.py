@@ -29,6 +29,7 @@ def fleet_config(nodes: int, clusters: int, vms: bool = False) -> dict[str, str]
         "defaults": {
             "talosVersion": "v1.13.10",
             "kubernetesVersion": "v1.36.3",
+            "configContract": "v1.13",
             "image": {"extensions": ["siderolabs/iscsi-tools", "siderolabs/qemu-guest-agent"]},
             "roles": {"worker": {"vm": {"cpus": 4, "memoryMib": 8192, "dataDisks": [{"name": "data", "sizeGib": 50}]}}},
         },

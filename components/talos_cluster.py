@@ -2,8 +2,10 @@
 
 Graph (https://github.com/pulumiverse/pulumi-talos, provider 0.8.1 / Talos machinery 1.13):
 
-    Secrets (protected) ──► get_configuration(controlplane) ─┐   installer image per arch
-                       └──► get_configuration(worker) ───────┤   (TalosImages)    │
+    Secrets (protected) ──► ClusterOperations (version gate, rolling Talos upgrades, Kubernetes
+          │                  upgrade: components/cluster_operations.py) ── Kubernetes version ─┐
+          └───────────────► get_configuration(controlplane) ─┐   installer image per arch      │
+                       └──► get_configuration(worker) ◄──────┼───(TalosImages)────────────────-┘
                                                              ▼                    ▼
                                    ConfigurationApply per node (role config + plaintext node patch)
                                                              │ first control plane's apply
@@ -24,6 +26,7 @@ from typing import Any
 import pulumi
 import pulumiverse_talos as talos
 
+from components.cluster_operations import ClusterOperations, ClusterOperationsArgs
 from components.wire import secret_wire
 from talos_fleet import naming, patches
 from talos_fleet.plan import plan_cluster
@@ -73,6 +76,19 @@ class TalosCluster(pulumi.ComponentResource):
         machine_secrets = secret_wire(secrets.machine_secrets)
         client_configuration = secret_wire(secrets.client_configuration)
 
+        served = args.node_addresses or {}
+        addresses: dict[str, pulumi.Input[str]] = {n.hostname: served.get(n.hostname, n.ip) for n in plan.nodes}
+        operations = ClusterOperations(
+            naming.operations_component(cname),
+            ClusterOperationsArgs(
+                plan=plan,
+                installers=args.installers,
+                addresses=addresses,
+                client_configuration=client_configuration,
+            ),
+            opts=child,
+        )
+
         role_configs = {
             role: talos.machine.get_configuration_output(
                 cluster_name=cname,
@@ -80,7 +96,10 @@ class TalosCluster(pulumi.ComponentResource):
                 cluster_endpoint=plan.endpoint,
                 machine_secrets=machine_secrets,
                 talos_version=plan.contract,
-                kubernetes_version=plan.kubernetes_version,
+                # Data edge: configs carry the target Kubernetes version only once
+                # `talosctl upgrade-k8s` has moved the cluster there (it rewrites the nodes'
+                # configs itself); an apply can neither run ahead of it nor push an older one.
+                kubernetes_version=operations.kubernetes_version,
                 config_patches=self._role_patches(fleet, cname, role),
                 docs=False,
                 examples=False,
@@ -89,8 +108,6 @@ class TalosCluster(pulumi.ComponentResource):
             for role in ROLES
         }
 
-        served = args.node_addresses or {}
-        addresses: dict[str, pulumi.Input[str]] = {n.hostname: served.get(n.hostname, n.ip) for n in plan.nodes}
         applies: dict[str, talos.machine.ConfigurationApply] = {}
         for node in plan.nodes:
             host = node.hostname
@@ -103,9 +120,8 @@ class TalosCluster(pulumi.ComponentResource):
                 config_patches=pulumi.Output.from_input(args.installers[node.architecture]).apply(
                     functools.partial(patches.node_config_patches, fleet, cname, host)
                 ),
-                on_destroy=talos.machine.ConfigurationApplyOnDestroyArgs(
-                    graceful=node.graceful_reset, reboot=True, reset=True
-                ),
+                # No on_destroy reset: removing a node is the lifecycle command's delete (drain,
+                # graceful reset, delete the Node), which runs before its machine is deleted.
                 opts=child,
             )
 

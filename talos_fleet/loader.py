@@ -213,7 +213,8 @@ def _problem(err: Any) -> Problem:
         hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
         return Problem(_path(loc), f"unknown key {loc[-1]!r} (check its spelling){hint}")
     if kind == "missing":
-        return Problem(_path(loc), f"required key {loc[-1]!r} is missing; add it")
+        what = _description(loc)
+        return Problem(_path(loc), f"required key {loc[-1]!r} is missing; add it" + (f" ({what})" if what else ""))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         found = f"kind {ctx['tag']!r} is not one" if kind == "union_tag_invalid" else "'kind' is missing; it names one"
         return Problem(_path(loc), f"{found} of the machine source kinds; use kind: {' or '.join(SOURCE_KINDS)}")
@@ -238,29 +239,43 @@ def _path(loc: list[Any]) -> str:
 
 def _allowed_keys(loc: list[Any]) -> list[str]:
     """The keys a model accepts at `loc`, following the Fleet models by alias."""
+    model = _model_at(loc)
+    return [f.alias or n for n, f in model.model_fields.items()] if model else []
+
+
+def _description(loc: list[Any]) -> str | None:
+    """The description of the field at `loc` (what a missing key is for)."""
+    model = _model_at(loc[:-1])
+    fields = {f.alias or n: f for n, f in model.model_fields.items()} if model else {}
+    field = fields.get(str(loc[-1])) if loc else None
+    return field.description if field else None
+
+
+def _model_at(loc: list[Any]) -> type[BaseModel] | None:
+    """The model at `loc` under Fleet, following fields by alias, or None."""
     annotation: Any = Fleet
     for part in loc:
         annotation = _unwrap_optional(annotation)
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:  # the discriminated Source union: the part is its tag
             if part not in SOURCE_MODELS:
-                return []
+                return None
             annotation = SOURCE_MODELS[part]
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             fields = {f.alias or n: f for n, f in annotation.model_fields.items()}
             if str(part) not in fields:
-                return []
+                return None
             annotation = fields[str(part)].annotation
         elif origin is dict:
             annotation = typing.get_args(annotation)[1]
         elif origin in (tuple, list):
             annotation = typing.get_args(annotation)[0]
         else:
-            return []
+            return None
     annotation = _unwrap_optional(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [f.alias or n for n, f in annotation.model_fields.items()]
-    return []
+        return annotation
+    return None
 
 
 def _unwrap_optional(annotation: Any) -> Any:

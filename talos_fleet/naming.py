@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # spec derives MACs through this module; types only, no impor
     from talos_fleet.spec import Role
 
 COMPONENT_TYPE = "talos-fleet:index:TalosCluster"
+OPERATIONS_TYPE = "talos-fleet:index:ClusterOperations"
 
 
 def cluster_component(cluster: str) -> str:
@@ -39,6 +40,23 @@ def bootstrap(cluster: str) -> str:
 
 def kubeconfig(cluster: str) -> str:
     return f"{cluster}-kubeconfig"
+
+
+def operations_component(cluster: str) -> str:
+    return f"{cluster}-operations"
+
+
+def version_gate(cluster: str) -> str:
+    return f"{cluster}-version-gate"
+
+
+def node_lifecycle(cluster: str, hostname: str) -> str:
+    """The node's day-2 command: upgrades it on update, drains and resets it on delete."""
+    return f"{cluster}-{hostname}-lifecycle"
+
+
+def kubernetes_upgrade(cluster: str) -> str:
+    return f"{cluster}-kubernetes-upgrade"
 
 
 def talos_provider() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talos_fleet import naming, patches
-from talos_fleet.spec import Fleet, LibvirtSource, ManagedNetwork, Matchbox, MetalSource, Node, Role
+from talos_fleet.spec import Fleet, LibvirtSource, ManagedNetwork, Matchbox, MetalSource, Node, Role, UpgradePolicy
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,6 @@ class NodePlan:
     role: Role
     ip: str
     architecture: str
-    # Graceful reset leaves etcd first; the only control plane has no etcd peer to leave to,
-    # so its reset must be forced or destroy would hang (https://www.talos.dev/v1.13/talos-guides/resetting-a-machine/).
-    graceful_reset: bool
 
 
 @dataclass(frozen=True)
@@ -30,6 +27,7 @@ class ClusterPlan:
     kubernetes_version: str
     contract: str
     schematic: str
+    upgrade: UpgradePolicy
     nodes: tuple[NodePlan, ...]
 
     @property
@@ -49,17 +47,26 @@ class ClusterPlan:
     def architectures(self) -> list[str]:
         return sorted({n.architecture for n in self.nodes})
 
+    @property
+    def upgrade_waves(self) -> tuple[tuple[str, ...], ...]:
+        """The order `pulumi up` rolls a version change over existing nodes: each control plane
+        alone (etcd keeps quorum), in stack-file order, then the workers in batches of
+        `upgrade.workerBatchSize`. A wave starts when the previous one is done and healthy.
+        Removals run the same order backwards (`pulumi up` deletes dependents first)."""
+        workers = [n.hostname for n in self.workers]
+        size = self.upgrade.worker_batch_size
+        batches = [tuple(workers[i : i + size]) for i in range(0, len(workers), size)]
+        return (*((n.hostname,) for n in self.control_planes), *batches)
+
 
 def plan_cluster(fleet: Fleet, name: str) -> ClusterPlan:
     cluster = fleet.clusters[name]
-    single_control_plane = len(cluster.nodes_of("controlplane")) == 1
     nodes = tuple(
         NodePlan(
             hostname=host,
             role=node.role,
             ip=node.ip,
             architecture=fleet.sources[node.source].architecture,
-            graceful_reset=not (single_control_plane and node.role == "controlplane"),
         )
         for host, node in cluster.nodes.items()
     )
@@ -70,8 +77,47 @@ def plan_cluster(fleet: Fleet, name: str) -> ClusterPlan:
         kubernetes_version=fleet.kubernetes_version(cluster),
         contract=fleet.defaults.contract,
         schematic=patches.schematic_yaml(fleet.image(cluster)),
+        upgrade=fleet.upgrade(cluster),
         nodes=nodes,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Day-2 steps (`talos_fleet.day2`): their plain environment, from the spec alone. Addresses the
+# machine sources serve (NODE, CONTROL_PLANE) are added by the component.
+
+
+def _policy_environment(plan: ClusterPlan) -> dict[str, str]:
+    return {
+        "TALOS_FLEET_CLUSTER": plan.name,
+        "TALOS_FLEET_ALLOW_DOWNGRADE": str(plan.upgrade.allow_downgrade).lower(),
+        "TALOS_FLEET_HEALTH_TIMEOUT_MINUTES": str(plan.upgrade.health_timeout_minutes),
+    }
+
+
+def gate_environment(plan: ClusterPlan) -> dict[str, str]:
+    return {
+        **_policy_environment(plan),
+        "TALOS_FLEET_TALOS_VERSION": plan.talos_version,
+        "TALOS_FLEET_KUBERNETES_VERSION": plan.kubernetes_version,
+    }
+
+
+def node_environment(plan: ClusterPlan, node: NodePlan) -> dict[str, str]:
+    """Only the node's own facts and the cluster's policy: adding or removing another node, or a
+    Kubernetes change, leaves it alone (an update would re-run the node's step). The installer
+    image (from the Image Factory) joins it in the component."""
+    return {
+        **_policy_environment(plan),
+        "TALOS_FLEET_HOSTNAME": node.hostname,
+        "TALOS_FLEET_ROLE": node.role,
+        "TALOS_FLEET_TALOS_VERSION": plan.talos_version,
+        "TALOS_FLEET_DRAIN_TIMEOUT_MINUTES": str(plan.upgrade.drain_timeout_minutes),
+    }
+
+
+def kubernetes_environment(plan: ClusterPlan) -> dict[str, str]:
+    return {**_policy_environment(plan), "TALOS_FLEET_KUBERNETES_VERSION": plan.kubernetes_version}
 
 
 # ---------------------------------------------------------------------------------------------

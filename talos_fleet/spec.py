@@ -333,14 +333,29 @@ class ImageSpec(Model):
     kernel_args: tuple[str, ...] = Field(default=(), description="Extra kernel arguments")
 
 
+class UpgradePolicy(Model):
+    """How a change of Talos version, image or Kubernetes version rolls out over existing nodes:
+    control planes one at a time, then workers in batches, each node drained, upgraded and
+    followed by a cluster health check before the next starts."""
+
+    worker_batch_size: int = Field(default=1, ge=1, description="Workers upgraded at the same time")
+    allow_downgrade: bool = Field(
+        default=False, description="Allow a change to an older Talos or Kubernetes version (refused by default)"
+    )
+    drain_timeout_minutes: int = Field(default=10, ge=1, description="How long draining a node may take")
+    health_timeout_minutes: int = Field(
+        default=15, ge=1, description="How long a node and the cluster may take to report healthy after a step"
+    )
+
+
 class Defaults(Model):
     talos_version: VersionStr = Field(description="Talos version nodes install and run, e.g. v1.13.9")
     kubernetes_version: VersionStr = Field(description="Kubernetes version, e.g. v1.36.2")
-    config_contract: ContractStr | None = Field(
-        default=None,
+    config_contract: ContractStr = Field(
         description=(
-            "Version contract for generated machine configs (vX.Y). Decides generated defaults; "
-            "changing it is a deliberate step. Defaults to the Talos version's minor."
+            "Version contract for generated machine configs (vX.Y). It decides generated defaults "
+            "(e.g. etcd encryption), so it never follows talosVersion by itself: moving it is a "
+            "deliberate, reviewed change (README: Day 2)."
         ),
     )
     image: ImageSpec = ImageSpec()
@@ -351,26 +366,25 @@ class Defaults(Model):
         default_factory=lambda: Roles(),
         description="Role settings shared by every cluster (patches, VM sizing); a cluster's roles add to them",
     )
+    upgrade: UpgradePolicy = Field(
+        default_factory=lambda: UpgradePolicy(), description="How version changes roll out (README: Day 2)"
+    )
 
     @model_validator(mode="after")
     def _contract_not_newer_than_talos(self) -> Defaults:
-        if self.config_contract is not None:
-            contract = versions.parse_contract(self.config_contract)
-            if contract > versions.parse_version(self.talos_version).minor_key:
-                raise RuleError(
-                    ("configContract",),
-                    f"configContract {self.config_contract} is newer than talosVersion {self.talos_version}; "
-                    "a contract may only be older than or equal to the running Talos minor",
-                )
+        contract = versions.parse_contract(self.config_contract)
+        if contract > versions.parse_version(self.talos_version).minor_key:
+            raise RuleError(
+                ("configContract",),
+                f"configContract {self.config_contract} is newer than talosVersion {self.talos_version}; "
+                "a contract may only be older than or equal to the running Talos minor",
+            )
         return self
 
     @property
     def contract(self) -> str:
-        """The version contract passed to config generation."""
-        if self.config_contract is not None:
-            return self.config_contract
-        talos = versions.parse_version(self.talos_version)
-        return "v" + versions.fmt_minor(min(talos.minor_key, versions.PROVIDER_MACHINERY))
+        """The version contract passed to config generation: always the stack file's own."""
+        return self.config_contract
 
 
 class Matchbox(Model):
@@ -654,6 +668,7 @@ class Cluster(Model):
     disk_encryption: DiskEncryption | None = None
     patches: tuple[Patch, ...] = Field(default=(), description="Patches for every node of the cluster")
     roles: Roles = Roles()
+    upgrade: UpgradePolicy | None = Field(default=None, description="Overrides defaults.upgrade")
     nodes: dict[DnsLabel, Node]
 
     def nodes_of(self, role: Role) -> list[tuple[str, Node]]:
@@ -770,6 +785,9 @@ class Fleet(Model):
 
     def image(self, cluster: Cluster) -> ImageSpec:
         return cluster.image or self.defaults.image
+
+    def upgrade(self, cluster: Cluster) -> UpgradePolicy:
+        return cluster.upgrade or self.defaults.upgrade
 
     def install_disk(self, cluster: Cluster, node: Node) -> str:
         # A VM's system disk is the first virtio disk; metal's first SATA/SAS disk by default.

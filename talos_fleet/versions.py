@@ -72,3 +72,77 @@ def kubernetes_support_error(talos: Version, kubernetes: Version) -> str | None:
             "or a Talos version that supports it"
         )
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Upgrade guard rails: which changes of a running cluster Talos supports. Pure, stdlib only:
+# `talos_fleet.day2` runs them inside `pulumi up` with the system Python.
+
+
+def talos_change_problem(running: Version, target: Version, allow_downgrade: bool) -> str | None:
+    """Why moving a node from Talos `running` to `target` is refused, or None.
+
+    Talos tests upgrades between adjacent minors only: go through the latest patch of each minor
+    (https://www.talos.dev/v1.13/talos-guides/upgrading-talos/#supported-upgrade-paths)."""
+    if target < running and not allow_downgrade:
+        return (
+            f"talosVersion {target} is older than the running Talos {running}; a downgrade is refused "
+            f"unless upgrade.allowDowngrade is true (or put talosVersion back to {running})"
+        )
+    if target.major == running.major and target.minor > running.minor + 1:
+        step = f"v{running.major}.{running.minor + 1}"
+        return (
+            f"talosVersion {target} skips Talos {step}: Talos upgrades one minor at a time; first set "
+            f"talosVersion to the latest {step}.x patch and run pulumi up, then move on to {target}"
+        )
+    if target.major != running.major and target > running:
+        return f"talosVersion {target} changes the major version from {running}; that upgrade path is not supported"
+    return None
+
+
+def kubernetes_change_problem(running: Version, target: Version, allow_downgrade: bool) -> str | None:
+    """Why moving a cluster from Kubernetes `running` to `target` is refused, or None.
+
+    `talosctl upgrade-k8s` moves one minor at a time
+    (https://www.talos.dev/v1.13/kubernetes-guides/upgrading-kubernetes/)."""
+    if target < running and not allow_downgrade:
+        return (
+            f"kubernetesVersion {target} is older than the running Kubernetes {running}; a downgrade is "
+            f"refused unless upgrade.allowDowngrade is true (or put kubernetesVersion back to {running})"
+        )
+    if target.minor_key > running.minor_key and (target.major != running.major or target.minor > running.minor + 1):
+        step = f"v{running.major}.{running.minor + 1}"
+        return (
+            f"kubernetesVersion {target} jumps more than one minor from the running {running}; Kubernetes "
+            f"upgrades one minor at a time: first set kubernetesVersion to the latest {step}.x and run "
+            f"pulumi up, then move on to {target}"
+        )
+    return None
+
+
+def rollout_problems(
+    running_talos: Version,
+    running_kubernetes: Version,
+    target_talos: Version,
+    target_kubernetes: Version,
+    allow_downgrade: bool,
+) -> list[str]:
+    """Every reason a change from the running versions to the target ones is refused.
+
+    Talos nodes upgrade first, Kubernetes after: during the Talos rollout nodes run the target
+    Talos with the running Kubernetes, so that pair must be supported too."""
+    problems = [
+        p
+        for p in (
+            talos_change_problem(running_talos, target_talos, allow_downgrade),
+            kubernetes_change_problem(running_kubernetes, target_kubernetes, allow_downgrade),
+        )
+        if p is not None
+    ]
+    if target_talos != running_talos and (mid := kubernetes_support_error(target_talos, running_kubernetes)):
+        problems.append(
+            f"while Talos upgrades, the cluster still runs Kubernetes {running_kubernetes}: {mid}. "
+            "Upgrade Kubernetes first, in its own change, to a version both Talos minors support"
+        )
+    problems.extend(p for p in [kubernetes_support_error(target_talos, target_kubernetes)] if p)
+    return problems

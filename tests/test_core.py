@@ -64,6 +64,7 @@ def fleets(draw: st.DrawFn) -> tuple[dict[str, Any], list[int]]:
         "defaults": {
             "talosVersion": "v1.13.10",
             "kubernetesVersion": "v1.36.3",
+            "configContract": "v1.13",
             "image": {"extensions": draw(st.lists(st.sampled_from(["siderolabs/iscsi-tools", "siderolabs/i915"])))},
         },
         "sources": {"metal": {"kind": "metal"}, "arm": {"kind": "metal", "architecture": "arm64"}},
