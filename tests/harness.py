@@ -9,10 +9,12 @@ never be.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import re
 import runpy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,3 +331,52 @@ def _run(config: Mapping[str, str], secret_keys: list[str] | None) -> tuple[Run,
 
 def run_stack_file(stack_file: Path | str) -> Run:
     return run_program(*engine_config_of(stack_file))
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutated copies of a stack file, and what Pulumi would diff between two runs
+
+
+def mutated_stack(stack_file: Path, directory: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of `stack_file` in `directory` with `change` applied to its parsed document."""
+    document = yaml.safe_load(stack_file.read_text())
+    change(document)
+    changed = directory / stack_file.name
+    changed.write_text(yaml.safe_dump(document, sort_keys=False))
+    return changed
+
+
+def bump_talos(document: dict[str, Any]) -> None:
+    document["config"]["talos-fleet:defaults"]["talosVersion"] = "v1.13.11"
+
+
+def add_extension(document: dict[str, Any]) -> None:
+    """Add an official extension the stack does not have yet: a new schematic for every cluster."""
+    image = document["config"]["talos-fleet:defaults"].setdefault("image", {})
+    extensions = image.setdefault("extensions", [])
+    extensions.append(next(e for e in ("siderolabs/util-linux-tools", "siderolabs/nut-client") if e not in extensions))
+
+
+def drop_path(value: Any, path: list[str]) -> Any:
+    """`value` without the property at `path` (Pulumi ignore_changes syntax, split)."""
+    if not path:
+        return None
+    head, *rest = path
+    match = re.fullmatch(r"(\w+)\[(\d+)\]", head)
+    key, index = (match.group(1), int(match.group(2))) if match else (head, None)
+    if not isinstance(value, dict) or key not in value:
+        return value
+    inner = value[key]
+    if index is not None and isinstance(inner, list) and index < len(inner):
+        inner = [*inner[:index], drop_path(inner[index], rest), *inner[index + 1 :]]
+    elif index is None:
+        inner = drop_path(inner, rest)
+    return {**value, key: inner}
+
+
+def diffed_inputs(reg: Registration) -> Any:
+    """The inputs Pulumi would diff: without the properties the resource ignores."""
+    inputs: Any = copy.deepcopy(reg.inputs)
+    for path in reg.ignore_changes:
+        inputs = drop_path(inputs, path.split("."))
+    return inputs

@@ -7,7 +7,6 @@ under test.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,10 @@ from tests.harness import (
     POOL_PATH,
     Registration,
     Run,
+    add_extension,
+    bump_talos,
+    diffed_inputs,
+    drop_path,
     factory_urls,
     fake_schematic_id,
     is_secret,
@@ -238,41 +241,7 @@ def test_boot_media_is_fetched_once_per_hypervisor(libvirt_stack: Path, tmp_path
                 assert domain.inputs["disks"][-1]["file"] in iso_paths
 
 
-def _bump_talos(document: dict[str, Any]) -> None:
-    document["config"]["talos-fleet:defaults"]["talosVersion"] = "v1.13.11"
-
-
-def _add_extension(document: dict[str, Any]) -> None:
-    image = document["config"]["talos-fleet:defaults"].setdefault("image", {})
-    image.setdefault("extensions", []).append("siderolabs/util-linux-tools")
-
-
-def _drop(value: Any, path: list[str]) -> Any:
-    """`value` without the property at `path` (Pulumi ignore_changes syntax, split)."""
-    if not path:
-        return None
-    head, *rest = path
-    match = re.fullmatch(r"(\w+)\[(\d+)\]", head)
-    key, index = (match.group(1), int(match.group(2))) if match else (head, None)
-    if not isinstance(value, dict) or key not in value:
-        return value
-    inner = value[key]
-    if index is not None and isinstance(inner, list) and index < len(inner):
-        inner = [*inner[:index], _drop(inner[index], rest), *inner[index + 1 :]]
-    elif index is None:
-        inner = _drop(inner, rest)
-    return {**value, key: inner}
-
-
-def _diffed_inputs(reg: Registration) -> Any:
-    """The inputs Pulumi would diff: without the properties the resource ignores."""
-    inputs: Any = copy.deepcopy(reg.inputs)
-    for path in reg.ignore_changes:
-        inputs = _drop(inputs, path.split("."))
-    return inputs
-
-
-@pytest.mark.parametrize("change", [_bump_talos, _add_extension], ids=["talos-version", "extension"])
+@pytest.mark.parametrize("change", [bump_talos, add_extension], ids=["talos-version", "extension"])
 def test_a_talos_or_schematic_change_replaces_no_vm_disk_or_secret(
     libvirt_stack: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
 ) -> None:
@@ -286,7 +255,7 @@ def test_a_talos_or_schematic_change_replaces_no_vm_disk_or_secret(
     assert kept
     for reg in kept:
         assert reg.urn in new, f"{reg.name} would be deleted"
-        assert _diffed_inputs(new[reg.urn]) == _diffed_inputs(reg), f"{reg.name} would change"
+        assert diffed_inputs(new[reg.urn]) == diffed_inputs(reg), f"{reg.name} would change"
     # Only boot media come and go: a new ISO (or PXE profile) for machines installed from now on.
     appeared = [r for urn, r in new.items() if urn not in old]
     assert appeared
@@ -307,7 +276,7 @@ def test_ignored_properties_exist_on_the_resource(libvirt_stack: Path) -> None:
     for reg in run.registrations:
         if reg.type.startswith("libvirt:"):
             for path in reg.ignore_changes:
-                assert _drop(reg.inputs, path.split(".")) != reg.inputs, f"{reg.name}: {path} matches nothing"
+                assert drop_path(reg.inputs, path.split(".")) != reg.inputs, f"{reg.name}: {path} matches nothing"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,267 @@
+"""Day-2 graph under mocks, for every valid stack and mutated copies of it: the version gate, the
+node lifecycle commands in waves, the Kubernetes upgrade and how config generation waits for it.
+
+Expected orders are computed here from the stack file (control planes in file order, then
+workers in batches), never read from the plan under test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from talos_fleet import day2
+from talos_fleet.loader import load_stack_file
+from tests.harness import (
+    FAKE_CLIENT_CONFIGURATION,
+    FAKE_CREDENTIAL_STRINGS,
+    Registration,
+    Run,
+    add_extension,
+    bump_talos,
+    diffed_inputs,
+    engine_config_of,
+    is_secret,
+    mutated_stack,
+    plain,
+    plaintext_strings,
+    run_failing_program,
+    run_stack_file,
+)
+
+COMMAND = "command:local:Command"
+APPLY = "talos:machine/configurationApply:ConfigurationApply"
+GEN_CONFIG = "talos:machine/getConfiguration:getConfiguration"
+KEEP = ("libvirt:index/domain:Domain", "libvirt:index/volume:Volume", "libvirt:index/network:Network")
+SECRETS = "talos:machine/secrets:Secrets"
+
+
+def commands(run: Run) -> dict[str, Registration]:
+    return {r.name: r for r in run.of_type(COMMAND)}
+
+
+def expected_waves(stack: Path, cname: str) -> list[list[str]]:
+    """Control planes one by one in file order, then workers in batches of the batch size."""
+    document = yaml.safe_load(stack.read_text())["config"]
+    cluster = document["talos-fleet:clusters"][cname]
+    policy = cluster.get("upgrade") or document["talos-fleet:defaults"].get("upgrade") or {}
+    size = policy.get("workerBatchSize", 1)
+    nodes = cluster["nodes"]
+    cps = [[h] for h, n in nodes.items() if n["role"] == "controlplane"]
+    workers = [h for h, n in nodes.items() if n["role"] == "worker"]
+    return cps + [workers[i : i + size] for i in range(0, len(workers), size)]
+
+
+def test_one_gate_one_lifecycle_per_node_one_kubernetes_upgrade(valid_stack: Path) -> None:
+    run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
+    expected = set()
+    for cname, cluster in fleet.clusters.items():
+        expected |= {f"{cname}-version-gate", f"{cname}-kubernetes-upgrade"}
+        expected |= {f"{cname}-{h}-lifecycle" for h in cluster.nodes}
+    found = commands(run)
+    assert set(found) == expected
+    texts = {day2.command(s) for s in day2.STEPS}
+    for name, reg in found.items():
+        # A constant text: what runs is chosen by the step name, the values come from elsewhere.
+        for verb in ("create", "update", "delete"):
+            assert reg.inputs.get(verb) in (texts | {None}), (name, verb)
+        assert {"stdout", "stderr"} <= set(reg.additional_secret_outputs), name
+    for cname, cluster in fleet.clusters.items():
+        for host in cluster.nodes:
+            life = found[f"{cname}-{host}-lifecycle"]
+            # Creation records only (a new node installs the target directly); update upgrades;
+            # delete removes the node from the cluster.
+            assert (life.inputs["create"], life.inputs["update"], life.inputs["delete"]) == (
+                day2.command("record-node"),
+                day2.command("upgrade-node"),
+                day2.command("remove-node"),
+            )
+        k8s = found[f"{cname}-kubernetes-upgrade"]
+        assert (k8s.inputs["create"], k8s.inputs["update"]) == (
+            day2.command("record-kubernetes"),
+            day2.command("upgrade-kubernetes"),
+        )
+
+
+def test_credentials_reach_commands_only_on_secret_stdin(valid_stack: Path) -> None:
+    run = run_stack_file(valid_stack)
+    for name, reg in commands(run).items():
+        leaked = [s for s in plaintext_strings(reg.inputs) if any(f in s for f in FAKE_CREDENTIAL_STRINGS)]
+        assert leaked == [], name
+        if name.endswith("-version-gate"):
+            assert "stdin" not in reg.inputs  # the gate needs no credentials
+            continue
+        assert is_secret(reg.inputs["stdin"]), name
+        assert json.loads(plain(reg.inputs["stdin"])) == FAKE_CLIENT_CONFIGURATION
+
+
+def test_lifecycles_run_in_waves_each_after_the_whole_previous_one(valid_stack: Path) -> None:
+    run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
+    found = commands(run)
+    for cname in fleet.clusters:
+        gate = found[f"{cname}-version-gate"]
+        previous: list[str] = []
+        for wave in expected_waves(valid_stack, cname):
+            for host in wave:
+                life = found[f"{cname}-{host}-lifecycle"]
+                waits_for = {u for u in life.dependencies if found_by_urn(run, u).type == COMMAND}
+                assert waits_for == {*previous, gate.urn}, (host, waits_for)
+                # The gate is a data edge: the target version reaches the node through it.
+                assert gate.urn in life.property_dependencies["environment"]
+            previous = [found[f"{cname}-{h}-lifecycle"].urn for h in wave]
+        k8s = found[f"{cname}-kubernetes-upgrade"]
+        lifecycles = {r.urn for n, r in found.items() if n.startswith(f"{cname}-") and n.endswith("-lifecycle")}
+        assert lifecycles <= set(k8s.dependencies)
+        assert gate.urn in k8s.property_dependencies["environment"]
+
+
+def found_by_urn(run: Run, urn: str) -> Registration:
+    return run.by_urn()[urn]
+
+
+def test_worker_batches_follow_the_batch_size(tmp_path: Path) -> None:
+    stack = Path(__file__).parent.parent / "stacks" / "Pulumi.homelab.yaml"
+
+    def wide(document: dict[str, Any]) -> None:
+        defaults = document["config"]["talos-fleet:defaults"]
+        defaults["upgrade"] = {"workerBatchSize": 2}
+        nodes = document["config"]["talos-fleet:clusters"]["homelab"]["nodes"]
+        nodes["worker-3"] = {"role": "worker", "source": "kvm", "address": "10.17.3.23"}
+
+    changed = mutated_stack(stack, tmp_path, wide)
+    run = run_stack_file(changed)
+    found = commands(run)
+    urn = {name: reg.urn for name, reg in found.items()}
+    w1, w2, w3 = (found[f"homelab-worker-{i}-lifecycle"] for i in (1, 2, 3))
+    # Workers 1 and 2 upgrade together after the last control plane; worker 3 after both.
+    assert urn["homelab-cp-3-lifecycle"] in w1.dependencies
+    assert urn["homelab-cp-3-lifecycle"] in w2.dependencies
+    assert urn["homelab-worker-1-lifecycle"] not in w2.dependencies
+    assert {urn["homelab-worker-1-lifecycle"], urn["homelab-worker-2-lifecycle"]} <= set(w3.dependencies)
+    assert urn["homelab-cp-3-lifecycle"] not in w3.dependencies
+
+
+def test_node_steps_read_the_machine_address_so_removal_precedes_machine_deletion(valid_stack: Path) -> None:
+    """Pulumi deletes dependents first: a lifecycle reading the VM's (or PXE entry's) output is
+    deleted, which drains and resets the node, before the machine it depends on."""
+    run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
+    found, by_urn = commands(run), run.by_urn()
+    for cname, host, _ in fleet.all_nodes():
+        life = found[f"{cname}-{host}-lifecycle"]
+        machines = [
+            by_urn[u].name
+            for u in life.property_dependencies.get("environment", [])
+            if by_urn[u].type.startswith(("libvirt:", "matchbox:"))
+        ]
+        served = any(
+            r.name.startswith(f"{cname}-{host}")
+            for r in run.registrations
+            if r.type.startswith(("libvirt:index/domain", "matchbox:index/group"))
+        )
+        assert bool(machines) == served, (host, machines)
+
+
+def test_config_generation_waits_for_the_kubernetes_upgrade(valid_stack: Path) -> None:
+    """No apply can carry a Kubernetes version before upgrade-k8s ran: the role configs are
+    generated with the upgrade step's output, and every apply takes its config from them."""
+    run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
+    found = commands(run)
+    for cname in fleet.clusters:
+        k8s = found[f"{cname}-kubernetes-upgrade"]
+        generated = [c for c in run.calls(GEN_CONFIG) if plain(c.args["clusterName"]) == cname]
+        assert len(generated) == 2
+        for call in generated:
+            assert run.index(call) > run.index(k8s)
+            assert plain(call.args["kubernetesVersion"]) == fleet.kubernetes_version(fleet.clusters[cname])
+        for apply in run.of_type(APPLY):
+            if apply.name.startswith(f"{cname}-"):
+                assert k8s.urn in apply.property_dependencies["machineConfigurationInput"], apply.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutated copies
+
+
+def _bump_kubernetes(document: dict[str, Any]) -> None:
+    document["config"]["talos-fleet:defaults"]["kubernetesVersion"] = "v1.36.4"
+
+
+def _boot_media(reg: Registration) -> bool:
+    """A boot ISO or PXE profile: a new Talos version or schematic adds one, for machines that boot
+    it later (#3); nodes already installed never boot it again."""
+    return (reg.type == "libvirt:index/volume:Volume" and "-boot-" in reg.name) or (
+        reg.type == "matchbox:index/profile:Profile"
+    )
+
+
+def _diff(before: Run, after: Run) -> dict[str, tuple[Registration, Registration]]:
+    old = {u: r for u, r in before.by_urn().items() if not _boot_media(r)}
+    new = {u: r for u, r in after.by_urn().items() if not _boot_media(r)}
+    assert set(old) == set(new), "a version change must add or remove no resource but boot media"
+    return {r.name: (r, new[u]) for u, r in old.items() if diffed_inputs(r) != diffed_inputs(new[u])}
+
+
+@pytest.mark.parametrize("change", [bump_talos, add_extension], ids=["talos-version", "extension"])
+def test_a_talos_or_image_change_updates_every_node_step_and_replaces_nothing(
+    valid_stack: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
+) -> None:
+    fleet = load_stack_file(valid_stack)
+    before, after = run_stack_file(valid_stack), run_stack_file(mutated_stack(valid_stack, tmp_path, change))
+    changed = _diff(before, after)
+    for cname, host, _ in fleet.all_nodes():
+        old, new = changed[f"{cname}-{host}-lifecycle"]
+        env_old, env_new = plain(old.inputs["environment"]), plain(new.inputs["environment"])
+        assert env_old["TALOS_FLEET_INSTALLER"] != env_new["TALOS_FLEET_INSTALLER"]
+        # Nothing but the target moved: the same node, the same commands.
+        moved = {k for k in env_old if env_old[k] != env_new[k]}
+        assert moved <= {"TALOS_FLEET_INSTALLER", "TALOS_FLEET_TALOS_VERSION"}
+        assert {k: v for k, v in old.inputs.items() if k != "environment"} == {
+            k: v for k, v in new.inputs.items() if k != "environment"
+        }
+    for name, (old, _) in changed.items():
+        assert old.type not in (*KEEP, SECRETS), f"{name} would change"
+        assert not name.endswith("-kubernetes-upgrade"), "a Talos change runs no Kubernetes upgrade"
+
+
+def test_a_kubernetes_change_runs_the_kubernetes_step_and_no_node_step(valid_stack: Path, tmp_path: Path) -> None:
+    fleet = load_stack_file(valid_stack)
+    before = run_stack_file(valid_stack)
+    after = run_stack_file(mutated_stack(valid_stack, tmp_path, _bump_kubernetes))
+    changed = _diff(before, after)
+    for cname in fleet.clusters:
+        assert f"{cname}-kubernetes-upgrade" in changed
+        assert f"{cname}-version-gate" in changed
+    assert not [n for n in changed if n.endswith("-lifecycle")]
+    assert not [n for n, (r, _) in changed.items() if r.type in (*KEEP, SECRETS)]
+
+
+def test_removing_a_node_removes_only_its_own_resources(tmp_path: Path) -> None:
+    stack = Path(__file__).parent.parent / "stacks" / "Pulumi.homelab.yaml"
+
+    def remove(document: dict[str, Any]) -> None:
+        del document["config"]["talos-fleet:clusters"]["homelab"]["nodes"]["worker-1"]
+
+    before, after = run_stack_file(stack), run_stack_file(mutated_stack(stack, tmp_path, remove))
+    old, new = before.by_urn(), after.by_urn()
+    gone = sorted(old[u].name for u in set(old) - set(new))
+    assert "homelab-worker-1-lifecycle" in gone
+    assert all(n.startswith("homelab-worker-1") for n in gone), gone
+    for urn in set(old) & set(new):
+        assert diffed_inputs(old[urn]) == diffed_inputs(new[urn]), old[urn].name
+
+
+def test_removing_a_control_plane_down_to_an_even_count_is_refused() -> None:
+    config, secret_keys = engine_config_of(Path(__file__).parent.parent / "stacks" / "Pulumi.homelab.yaml")
+    clusters = json.loads(config["talos-fleet:clusters"])
+    del clusters["homelab"]["nodes"]["cp-3"]
+    run, error = run_failing_program({**config, "talos-fleet:clusters": json.dumps(clusters)}, secret_keys)
+    assert isinstance(error, pulumi.RunError)
+    assert "talos-fleet:clusters.homelab.nodes" in str(error)
+    assert "use 1 or 3" in str(error)
+    assert [r.type for r in run.registrations if r.type != "pulumi:pulumi:Stack"] == []
