@@ -59,7 +59,8 @@ preflight: need-stack venv ## host checks for STACK's hypervisors (KVM, OVMF, st
 
 up: need-stack need-pulumi validate preflight ## pulumi up for STACK (local state in .pulumi-state unless PULUMI_BACKEND_URL)
 	@mkdir -p .pulumi-state
-	@command -v talosctl >/dev/null 2>&1 || echo "note: talosctl is not installed; pulumi up does not need it, operating the cluster does (README: Prerequisites)"
+	@for tool in talosctl kubectl; do command -v $$tool >/dev/null 2>&1 || \
+		echo "note: $$tool is not installed; creating a cluster does not need it, upgrades and node removal do (README: Set up, Day 2)"; done
 	$(PULUMI) stack select --create $(STACK)
 	$(PULUMI) up --stack $(STACK)
 

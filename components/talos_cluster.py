@@ -2,15 +2,17 @@
 
 Graph (https://github.com/pulumiverse/pulumi-talos, provider 0.8.1 / Talos machinery 1.13):
 
-    Secrets (protected) ──► ClusterOperations (version gate, rolling Talos upgrades, Kubernetes
-          │                  upgrade: components/cluster_operations.py) ── Kubernetes version ─┐
-          └───────────────► get_configuration(controlplane) ─┐   installer image per arch      │
-                       └──► get_configuration(worker) ◄──────┼───(TalosImages)────────────────-┘
-                                                             ▼                    ▼
-                                   ConfigurationApply per node (role config + plaintext node patch)
-                                                             │ first control plane's apply
-                                                             ▼
-                                   Bootstrap (that node's own IP) ─► Kubeconfig, health check
+    Secrets (protected) ──► ClusterOperations: version gate ─► node upgrades in waves ─►
+          │                 Kubernetes upgrade (components/cluster_operations.py)
+          │                                │ Kubernetes version, once upgrade-k8s is done
+          ▼                                ▼
+    get_configuration(controlplane), get_configuration(worker)     installer image per arch
+                                   │                                 (TalosImages)
+                                   ▼                                      │
+          ConfigurationApply per node (role config + plaintext node patch) ◄┘
+                                   │ first control plane's apply
+                                   ▼
+          Bootstrap (that node's own IP) ─► Kubeconfig, health check
 
 Two config generations per cluster whatever the node count; everything per node is a small
 plaintext patch, so previews show readable diffs on exactly the nodes a change touches.
