@@ -5,6 +5,8 @@ Machines come first (VMs on libvirt hosts, PXE entries in matchbox) so each node
 reads its address through the machine that serves it; bare metal without PXE waits at its address.
 """
 
+import sys
+
 import pulumi
 import pulumiverse_talos as talos
 
@@ -15,13 +17,20 @@ from components.talos_cluster import TalosCluster, TalosClusterArgs
 from components.talos_images import TalosImages, TalosImagesArgs
 from talos_fleet import naming
 from talos_fleet.loader import SpecError, load_pulumi_config
-from talos_fleet.plan import plan_hypervisors, plan_pxe
+from talos_fleet.plan import plan_cluster, plan_hypervisors, plan_pxe
 
 try:
     fleet = load_pulumi_config(*engine_config())
 except SpecError as error:
     # RunError ends the program with this message and no traceback, before any resource exists.
     raise pulumi.RunError(str(error)) from None
+
+# Pulumi's Python SDK checks every new dependency for cycles by walking the dependency chain
+# recursively (pulumi/runtime/resource_cycle_breaker.py, 3.272.0); a rollout chains each upgrade
+# wave to the previous one, so a big cluster upgraded one worker at a time is a chain as deep as
+# its worker count. Allow that depth rather than fail with RecursionError.
+_deepest_rollout = max(len(plan_cluster(fleet, name).upgrade_waves) for name in fleet.clusters)
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000 + 4 * _deepest_rollout))
 
 # One explicit Talos provider, handed to every Talos component, so nothing falls back to a default
 # provider. Machine-source components build their own, one per hypervisor or matchbox server.
