@@ -69,9 +69,10 @@ class Env:
     def previous(self) -> dict[str, str] | None:
         """The record this command printed last time (pulumi-command passes it on update)."""
         text = self.values.get("PULUMI_COMMAND_STDOUT", "").strip()
-        if not text:
+        try:
+            record = json.loads(text.splitlines()[-1]) if text else None
+        except ValueError:
             return None
-        record = json.loads(text.splitlines()[-1])
         return record if isinstance(record, dict) else None
 
 
@@ -161,14 +162,20 @@ def _write_private(path: str, text: str) -> None:
 # What a node runs
 
 
-def server_version(output: str) -> versions.Version:
-    """The server's Talos version from `talosctl version --short` (the Tag after `Server:`)."""
-    server = output.split("Server:", 1)[-1] if "Server:" in output else ""
-    for line in server.splitlines():
+def tag(output: str) -> versions.Version:
+    """The first `Tag:` of `talosctl version --short` output."""
+    for line in output.splitlines():
         name, _, value = line.strip().partition(":")
         if name == "Tag":
             return versions.parse_version(value.strip())
-    raise StepError("could not read the node's Talos version from talosctl version")
+    raise StepError("could not read a Talos version from talosctl version")
+
+
+def server_version(output: str) -> versions.Version:
+    """The node's Talos version: the Tag in the `Server:` section."""
+    if "Server:" not in output:
+        raise StepError("talosctl version printed no Server section")
+    return tag(output.split("Server:", 1)[1])
 
 
 def schematic_of(output: str) -> str | None:
@@ -190,18 +197,30 @@ def installer_schematic(installer: str) -> str:
     return installer.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
-def wait_until(check: Callable[[], bool], minutes: int, what: str) -> None:
+def wait_until(check: Callable[[], bool], env: Env, what: str) -> None:
+    """Poll `check` until it holds; a failing tool call (the node is rebooting) counts as not yet."""
+    minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
     deadline = time.monotonic() + minutes * 60
-    while not check():
+    while True:
+        try:
+            if check():
+                return
+        except StepError as error:
+            log(f"waiting: {error}")
         if time.monotonic() > deadline:
             raise StepError(f"{what} did not happen within {minutes} minutes")
-        time.sleep(POLL_SECONDS)
+        time.sleep(float(env.values.get(PREFIX + "POLL_SECONDS", POLL_SECONDS)))
 
 
 def _node_state(tools: Tools, node: str) -> tuple[versions.Version, str | None]:
     version = server_version(tools.talosctl(node, "version", "--short").stdout)
     extensions = tools.talosctl(node, "get", "extensions", "--output", "json", check=False)
     return version, schematic_of(extensions.stdout) if extensions.returncode == 0 else None
+
+
+def _runs(tools: Tools, node: str, target: versions.Version, schematic: str) -> bool:
+    version, running_schematic = _node_state(tools, node)
+    return version == target and running_schematic in (schematic, None)
 
 
 def _healthy(tools: Tools, env: Env) -> None:
@@ -211,7 +230,7 @@ def _healthy(tools: Tools, env: Env) -> None:
 
 
 def _check_talosctl_client(tools: Tools, target: versions.Version) -> None:
-    client = server_version("Server:" + tools.run("talosctl", "version", "--client", "--short").stdout)
+    client = tag(tools.run("talosctl", "version", "--client", "--short").stdout)
     if client.minor_key < target.minor_key:
         raise StepError(
             f"talosctl {client} is older than the target Talos {target}; install talosctl "
@@ -231,9 +250,12 @@ def upgrade_node(env: Env, stdin: str) -> dict[str, str]:
     node, host = env.get("NODE"), env.get("HOSTNAME")
     target, installer = versions.parse_version(env.get("TALOS_VERSION")), env.get("INSTALLER")
     schematic = installer_schematic(installer)
+    # Image Factory installs carry their schematic id as an extension; if a node does not show
+    # one, this step's own record says whether it already upgraded the node to this installer.
+    done_before = (env.previous() or {}).get("installer") == installer
     with credentials(env, stdin, kubernetes=True) as tools:
         running, running_schematic = _node_state(tools, node)
-        if running == target and running_schematic == schematic:
+        if running == target and (running_schematic == schematic or (running_schematic is None and done_before)):
             log(f"{host} already runs Talos {target} with schematic {schematic[:12]}: no upgrade")
             # A previous run may have stopped after the upgrade: finish its checks.
             _healthy(tools, env)
@@ -248,7 +270,7 @@ def upgrade_node(env: Env, stdin: str) -> dict[str, str]:
         _drain(tools, env, host)
         minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
         tools.talosctl(node, "upgrade", f"--image={installer}", "--wait", f"--timeout={minutes}m")
-        wait_until(lambda: _node_state(tools, node) == (target, schematic), minutes, f"{host} running Talos {target}")
+        wait_until(lambda: _runs(tools, node, target, schematic), env, f"{host} running Talos {target}")
         _healthy(tools, env)
         tools.kubectl("uncordon", host)
         log(f"{host}: upgraded to Talos {target}; cluster healthy")

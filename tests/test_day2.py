@@ -115,7 +115,7 @@ def node_env(**overrides: str) -> dict[str, str]:
     return {**env, **{f"TALOS_FLEET_{k.upper()}": v for k, v in overrides.items()}}
 
 
-def cluster_state(version: str = "v1.13.10", schematic: str = OLD_SCHEMATIC, **extra: Any) -> dict[str, Any]:
+def cluster_state(version: str = "v1.13.10", schematic: str | None = OLD_SCHEMATIC, **extra: Any) -> dict[str, Any]:
     nodes = {ip: {"version": version, "schematic": schematic} for ip in (NODE, CONTROL_PLANE)}
     return {"nodes": nodes, **extra}
 
@@ -142,7 +142,10 @@ def test_upgrade_checks_drains_upgrades_waits_checks_and_uncordons_in_that_order
     health = next(i for i, a in enumerate(after_upgrade) if " health " in a)
     assert after_upgrade[-1] == "kubectl uncordon cp-2"
     assert health < len(after_upgrade) - 1
-    assert result.state["nodes"][NODE] == {"version": "v1.13.11", "schematic": OLD_SCHEMATIC}
+    assert (result.state["nodes"][NODE]["version"], result.state["nodes"][NODE]["schematic"]) == (
+        "v1.13.11",
+        OLD_SCHEMATIC,
+    )
     assert json.loads(result.stdout.splitlines()[-1])["talos"] == "v1.13.11"
 
 
@@ -163,6 +166,30 @@ def test_an_extension_change_upgrades_a_node_on_the_same_version(step: Callable[
     assert result.code == 0, result.stderr
     assert result.ran(f"upgrade --image={installer(NEW_SCHEMATIC, 'v1.13.10')}")
     assert result.state["nodes"][NODE]["schematic"] == NEW_SCHEMATIC
+
+
+def test_waiting_for_the_node_tolerates_it_not_answering_while_it_reboots(step: Callable[..., Result]) -> None:
+    env = node_env(poll_seconds="0")
+    result = step("upgrade-node", env, cluster_state(reboot_calls=2), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert result.stderr.count("waiting:") == 2
+    assert result.argv()[-1] == "kubectl uncordon cp-2"
+
+
+def test_a_node_that_does_not_show_its_schematic_is_judged_by_the_steps_own_record(
+    step: Callable[..., Result],
+) -> None:
+    target = installer(OLD_SCHEMATIC, "v1.13.11")
+    state = cluster_state("v1.13.11", None)
+    # Never upgraded by this step to this installer: upgrade (the image may differ).
+    first = step("upgrade-node", node_env(), state, stdin=CREDENTIALS)
+    assert first.code == 0, first.stderr
+    assert first.ran(" upgrade ")
+    # Recorded as done: a re-run skips it.
+    env = {**node_env(), "PULUMI_COMMAND_STDOUT": json.dumps({"talos": "v1.13.11", "installer": target})}
+    again = step("upgrade-node", env, state, stdin=CREDENTIALS)
+    assert again.code == 0, again.stderr
+    assert not again.ran(" upgrade ")
 
 
 def test_a_failed_health_check_stops_before_the_node_is_touched(step: Callable[..., Result]) -> None:

@@ -74,14 +74,21 @@ def _answer(tool: str, verb: str, args: list[str], state: dict[str, Any]) -> str
             return client
         if node is None or node.get("down"):
             return None
+        if node.get("rebooting", 0) > 0:  # answers nothing for a few calls after an upgrade
+            node["rebooting"] -= 1
+            return None
         return f"{client}\nServer:\n\tNODE: {_node(args)}\n\tTag: {node['version']}"
     if verb == "get":
-        resource = {"metadata": {"id": "0"}, "spec": {"metadata": {"name": "schematic", "version": node["schematic"]}}}
         other = {"metadata": {"id": "1"}, "spec": {"metadata": {"name": "qemu-guest-agent", "version": "10.0"}}}
+        if node["schematic"] is None:  # an image that does not say its schematic
+            return json.dumps(other, indent=2)
+        resource = {"metadata": {"id": "0"}, "spec": {"metadata": {"name": "schematic", "version": node["schematic"]}}}
         return json.dumps(other, indent=2) + "\n" + json.dumps(resource, indent=2)
     if verb == "upgrade":
         image = next(a.split("=", 1)[1] for a in args if a.startswith("--image="))
-        node["schematic"], node["version"] = image.rsplit("/", 1)[-1].split(":", 1)
+        schematic, node["version"] = image.rsplit("/", 1)[-1].split(":", 1)
+        node["schematic"] = schematic if node["schematic"] is not None else None
+        node["rebooting"] = state.get("reboot_calls", 0)
         return "upgraded"
     if verb == "kubeconfig":
         path = [a for a in args if not a.startswith("-")][-1]
