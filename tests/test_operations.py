@@ -18,6 +18,7 @@ import yaml
 
 from talos_fleet import day2
 from talos_fleet.loader import load_stack_file
+from tests.conftest import VALID_STACKS, stack_id
 from tests.harness import (
     FAKE_CLIENT_CONFIGURATION,
     FAKE_CREDENTIAL_STRINGS,
@@ -241,17 +242,27 @@ def test_a_kubernetes_change_runs_the_kubernetes_step_and_no_node_step(valid_sta
     assert not [n for n, (r, _) in changed.items() if r.type in (*KEEP, SECRETS)]
 
 
-def test_removing_a_node_removes_only_its_own_resources(tmp_path: Path) -> None:
-    stack = Path(__file__).parent.parent / "stacks" / "Pulumi.homelab.yaml"
+def _a_worker(stack: Path) -> tuple[str, str] | None:
+    clusters = yaml.safe_load(stack.read_text())["config"]["talos-fleet:clusters"]
+    workers = [(c, h) for c, cl in clusters.items() for h, n in cl["nodes"].items() if n["role"] == "worker"]
+    return workers[-1] if workers else None
+
+
+@pytest.mark.parametrize("stack", [s for s in VALID_STACKS if _a_worker(s)], ids=stack_id)
+def test_removing_a_node_removes_only_its_own_resources(stack: Path, tmp_path: Path) -> None:
+    removed = _a_worker(stack)
+    assert removed is not None
+    cname, host = removed
 
     def remove(document: dict[str, Any]) -> None:
-        del document["config"]["talos-fleet:clusters"]["homelab"]["nodes"]["worker-1"]
+        del document["config"]["talos-fleet:clusters"][cname]["nodes"][host]
 
     before, after = run_stack_file(stack), run_stack_file(mutated_stack(stack, tmp_path, remove))
-    old, new = before.by_urn(), after.by_urn()
+    old, new = ({u: r for u, r in run.by_urn().items() if r.type != "pulumi:pulumi:Stack"} for run in (before, after))
     gone = sorted(old[u].name for u in set(old) - set(new))
-    assert "homelab-worker-1-lifecycle" in gone
-    assert all(n.startswith("homelab-worker-1") for n in gone), gone
+    # Its lifecycle command goes (its delete drains and resets the node), with its own resources.
+    assert f"{cname}-{host}-lifecycle" in gone
+    assert all(n.startswith(f"{cname}-{host}") for n in gone), gone
     for urn in set(old) & set(new):
         assert diffed_inputs(old[urn]) == diffed_inputs(new[urn]), old[urn].name
 
