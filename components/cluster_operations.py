@@ -77,12 +77,13 @@ class ClusterOperations(pulumi.ComponentResource):
             opts=secret,
         )
 
+        nodes = {n.hostname: n for n in plan.nodes}
         lifecycles: dict[str, command.local.Command] = {}
         previous_wave: list[command.local.Command] = []
         for wave in plan.upgrade_waves:
             current: list[command.local.Command] = []
             for host in wave:
-                node = next(n for n in plan.nodes if n.hostname == host)
+                node = nodes[host]
                 environment = {
                     **node_environment(plan, node),
                     # Data edges: the gate has passed, and the node's machine exists.

@@ -100,14 +100,10 @@ class Tools:
 
     environ: Mapping[str, str]
 
-    def run(self, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         log("$ " + " ".join(args))
-        try:
-            done = subprocess.run(
-                args, env=dict(self.environ), capture_output=True, text=True, check=False, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            raise StepError(f"{args[0]} {args[1]} did not finish in {timeout:.0f} s") from None
+        # Drain, upgrade and health carry their own timeouts from the upgrade policy.
+        done = subprocess.run(args, env=dict(self.environ), capture_output=True, text=True, check=False)
         if check and done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise StepError(f"{' '.join(args[:3])} failed (exit {done.returncode}): " + " / ".join(detail))

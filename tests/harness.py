@@ -265,6 +265,12 @@ def plaintext_strings(value: Any) -> Iterator[str]:
         yield value
 
 
+def fixture_header(path: Path) -> dict[str, str]:
+    """A fixture's `# expect-<what>: <value>` comment lines, by `expect-<what>`."""
+    lines = path.read_text().splitlines()
+    return dict(line[2:].split(": ", 1) for line in lines if line.startswith("# expect-"))
+
+
 def engine_config_of(stack_file: Path | str) -> tuple[dict[str, str], list[str]]:
     """What the Pulumi engine would hand the program for a stack file whose secure values are
     set: structured values as JSON text; `secure:` values decrypted to a fake plaintext."""

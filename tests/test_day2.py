@@ -19,7 +19,7 @@ import yaml
 from talos_fleet import day2
 from talos_fleet.loader import SpecError, load_stack_file
 from talos_fleet.plan import gate_environment, plan_cluster
-from tests.harness import FAKE_CLIENT_CONFIGURATION, FAKE_CREDENTIAL_STRINGS, ROOT, mutated_stack
+from tests.harness import FAKE_CLIENT_CONFIGURATION, FAKE_CREDENTIAL_STRINGS, ROOT, fixture_header, mutated_stack
 
 FAKE_TOOL = Path(__file__).parent / "fakes" / "tool.py"
 UPGRADE_FIXTURES = sorted((Path(__file__).parent / "fixtures" / "upgrade").glob("*.yaml"))
@@ -324,8 +324,7 @@ def test_an_unreachable_node_is_not_forgotten_silently(step: Callable[..., Resul
 
 def _fixture(path: Path) -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(path.read_text())
-    header = dict(line[2:].split(": ", 1) for line in path.read_text().splitlines() if line.startswith("# expect-"))
-    document["expect"] = header
+    document["expect"] = fixture_header(path)
     return document
 
 

@@ -32,6 +32,7 @@ from tests.harness import (
     factory_urls,
     fake_schematic_id,
     is_secret,
+    mutated_stack,
     plain,
     run_stack_file,
 )
@@ -245,10 +246,7 @@ def test_boot_media_is_fetched_once_per_hypervisor(libvirt_stack: Path, tmp_path
 def test_a_talos_or_schematic_change_replaces_no_vm_disk_or_secret(
     libvirt_stack: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
 ) -> None:
-    document = yaml.safe_load(libvirt_stack.read_text())
-    change(document)
-    changed = tmp_path / libvirt_stack.name
-    changed.write_text(yaml.safe_dump(document, sort_keys=False))
+    changed = mutated_stack(libvirt_stack, tmp_path, change)
     before, after = run_stack_file(libvirt_stack), run_stack_file(changed)
     old, new = before.by_urn(), after.by_urn()
     kept = [r for r in before.registrations if r.type in (DOMAIN, NETWORK, SECRETS) or _is_node_disk(r)]

@@ -104,14 +104,14 @@ def test_credentials_reach_commands_only_on_secret_stdin(valid_stack: Path) -> N
 
 def test_lifecycles_run_in_waves_each_after_the_whole_previous_one(valid_stack: Path) -> None:
     run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
-    found = commands(run)
+    found, by_urn = commands(run), run.by_urn()
     for cname in fleet.clusters:
         gate = found[f"{cname}-version-gate"]
         previous: list[str] = []
         for wave in expected_waves(valid_stack, cname):
             for host in wave:
                 life = found[f"{cname}-{host}-lifecycle"]
-                waits_for = {u for u in life.dependencies if found_by_urn(run, u).type == COMMAND}
+                waits_for = {u for u in life.dependencies if by_urn[u].type == COMMAND}
                 assert waits_for == {*previous, gate.urn}, (host, waits_for)
                 # The gate is a data edge: the target version reaches the node through it.
                 assert gate.urn in life.property_dependencies["environment"]
@@ -120,10 +120,6 @@ def test_lifecycles_run_in_waves_each_after_the_whole_previous_one(valid_stack: 
         lifecycles = {r.urn for n, r in found.items() if n.startswith(f"{cname}-") and n.endswith("-lifecycle")}
         assert lifecycles <= set(k8s.dependencies)
         assert gate.urn in k8s.property_dependencies["environment"]
-
-
-def found_by_urn(run: Run, urn: str) -> Registration:
-    return run.by_urn()[urn]
 
 
 def test_worker_batches_follow_the_batch_size(tmp_path: Path) -> None:

@@ -25,13 +25,13 @@ from talos_fleet.loader import (
 )
 from talos_fleet.schema import stack_file_schema
 from tests.conftest import BAD_FIXTURES, ROOT, STACK_FILES, VALID_STACKS, stack_id
-from tests.harness import engine_config_of
+from tests.harness import engine_config_of, fixture_header
 
 SCHEMA_FILE = ROOT / "schema" / "talos-fleet.schema.json"
 
 
 def _expectation(path: Path) -> tuple[str, str]:
-    header = dict(line[2:].split(": ", 1) for line in path.read_text().splitlines() if line.startswith("# expect-"))
+    header = fixture_header(path)
     return header["expect-path"], header["expect-message"]
 
 
