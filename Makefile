@@ -7,12 +7,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?=
+# make plan: the git ref to compare with (default: the merge-base with main), output format
+# (markdown or json), a Talos machine-config JSON Schema to lint patches with, and, for `make
+# plans`, the directory to write every stack's plan into.
+BASE   ?=
+FORMAT ?= markdown
+SCHEMA ?=
+OUT    ?= plan
 # A local file state backend inside the repo (git-ignored) unless the caller chose one.
 BACKEND := $(or $(PULUMI_BACKEND_URL),file://$(CURDIR)/.pulumi-state)
 PULUMI  := PULUMI_BACKEND_URL=$(BACKEND) pulumi
 
 .PHONY: help venv test lint typecheck unit bench schema lock validate up preview kubeconfig talosconfig \
-        need-stack need-pulumi clean preflight
+        need-stack need-pulumi clean preflight plan plans stacks
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -53,6 +60,20 @@ lock: venv ## re-resolve requirements*.txt from requirements*.in (needs pip-tool
 
 validate: need-stack venv ## check stacks/Pulumi.$(STACK).yaml offline
 	@$(BIN)/python -m talos_fleet validate stacks/Pulumi.$(STACK).yaml
+
+plan: need-stack venv ## offline: what changing STACK does per node vs BASE (FORMAT=json, SCHEMA=path)
+	@$(BIN)/python -m talos_fleet plan stacks/Pulumi.$(STACK).yaml --format '$(FORMAT)' \
+		$(if $(BASE),--base '$(BASE)') $(if $(SCHEMA),--schema '$(SCHEMA)')
+
+plans: venv ## every stack's plan vs BASE into OUT/<stack>.md and .json (the pull-request comments)
+	@mkdir -p '$(OUT)'; status=0; for file in stacks/Pulumi.*.yaml; do \
+		stack=$${file#stacks/Pulumi.}; stack=$${stack%.yaml}; echo "$(OUT)/$$stack.md"; \
+		$(BIN)/python -m talos_fleet plan "$$file" --out "$(OUT)/$$stack.md" --json-out "$(OUT)/$$stack.json" \
+			$(if $(BASE),--base '$(BASE)') $(if $(SCHEMA),--schema '$(SCHEMA)') || status=1; \
+	done; exit $$status
+
+stacks: ## the stack names, as a JSON list
+	@ls stacks | sed -nE 's/^Pulumi\.(.+)\.yaml$$/"\1"/p' | paste -sd, | sed 's/.*/[&]/'
 
 preflight: need-stack venv ## host checks for STACK's hypervisors (KVM, OVMF, storage pool)
 	@$(BIN)/python -m tools.preflight stacks/Pulumi.$(STACK).yaml

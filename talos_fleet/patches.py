@@ -22,7 +22,9 @@ https://www.talos.dev/v1.13/reference/configuration/
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -175,6 +177,43 @@ def schematic_documents(image: ImageSpec) -> Document:
 
 def schematic_yaml(image: ImageSpec) -> str:
     return to_yaml([schematic_documents(image)])
+
+
+# Strings Go's yaml.v3 writes plain (unquoted) in block style: starting with a letter, no space,
+# no YAML indicator, and not a word YAML 1.1 or 1.2 reads as a bool or null.
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9._/=+-]*$")
+_QUOTED_WORDS = {
+    word
+    for w in ("y", "yes", "n", "no", "true", "false", "on", "off", "null")
+    for word in (w, w.capitalize(), w.upper())
+}
+
+
+def schematic_id(image: ImageSpec) -> str | None:
+    """The Image Factory's id for this schematic, computed offline, or None when this function
+    cannot be sure of it.
+
+    The factory parses the posted schematic and hashes its canonical form: Go yaml.v3's
+    `Marshal` of its struct (fields in declaration order, 4-space indent, empty customization as
+    `{}`), SHA-256, hex (siderolabs/image-factory pkg/schematic/schematic.go, `ID`). Only lists of
+    strings are written here, so the form is rebuilt exactly when every string is one yaml.v3
+    writes plain; anything else (a kernel argument with a space or a quote) gives None, and
+    callers show the schematic's content instead.
+    """
+    customization = schematic_documents(image)["customization"]
+    strings = [
+        *customization.get("extraKernelArgs", ()),
+        *customization.get("systemExtensions", {}).get("officialExtensions", ()),
+    ]
+    if any(not _PLAIN.match(s) or s in _QUOTED_WORDS for s in strings):
+        return None
+    lines = ["customization:" + ("" if customization else " {}")]
+    if "extraKernelArgs" in customization:
+        lines += ["    extraKernelArgs:", *(f"        - {arg}" for arg in customization["extraKernelArgs"])]
+    if "systemExtensions" in customization:
+        extensions = customization["systemExtensions"]["officialExtensions"]
+        lines += ["    systemExtensions:", "        officialExtensions:", *(f"            - {e}" for e in extensions)]
+    return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

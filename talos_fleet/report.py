@@ -1,0 +1,231 @@
+"""The plan as Markdown (a pull-request comment) and JSON (for tools). Pure, deterministic: the
+same review gives the same bytes, so a comment only changes when the plan does.
+"""
+
+from __future__ import annotations
+
+import re
+
+from talos_fleet.review import ClusterReview, NodeChange, Review, Step
+from talos_fleet.snapshot import ClusterView, NodeView, Snapshot
+
+# GitHub rejects comments over 65,536 characters; leave room for the marker and the note.
+COMMENT_LIMIT = 60_000
+
+STEP_TITLES = {
+    "replace-vms": "Replace VMs",
+    "create": "Create machines",
+    "upgrade": "Talos upgrade",
+    "kubernetes": "Kubernetes upgrade",
+    "apply": "Apply configs",
+    "bootstrap": "Bootstrap",
+    "remove": "Remove",
+}
+
+
+def marker(stack: str) -> str:
+    """The hidden line the pull-request workflow finds its own comment by (one per stack)."""
+    return f"<!-- talos-fleet-plan: {stack} -->"
+
+
+def to_json(review: Review) -> str:
+    return review.model_dump_json(indent=2) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _code(text: str) -> str:
+    return f"`{text}`"
+
+
+def _versions(base: str | None, head: str | None) -> str:
+    if base is None or head is None or base == head:
+        return head or base or ""
+    return f"{base} → {head}"
+
+
+def _node_row(change: NodeChange, base: NodeView | None, head: NodeView | None) -> str:
+    node = head or base
+    assert node is not None
+    source = f"{node.source} ({node.source_kind})"
+    cells = [
+        _code(change.hostname),
+        node.role,
+        source,
+        _versions(base.address if base else None, head.address if head else None),
+        _versions(base.talos_version if base else None, head.talos_version if head else None),
+        _versions(base.kubernetes_version if base else None, head.kubernetes_version if head else None),
+        "<br>".join(f"**{a.label}**" + (f": {a.detail}" if a.detail else "") for a in change.actions),
+    ]
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _step(number: int, step: Step) -> str:
+    nodes = ", ".join(_code(n) for n in step.nodes)
+    return f"{number}. **{STEP_TITLES[step.kind]}**" + (f" {nodes}" if nodes else "") + f": {step.detail}"
+
+
+def _cluster_header(base: ClusterView | None, head: ClusterView | None) -> list[str]:
+    view = head or base
+    assert view is not None
+    facts = [
+        f"endpoint {_code(view.endpoint)}",
+        "Talos " + _versions(base.talos_version if base else None, head.talos_version if head else None),
+        "Kubernetes " + _versions(base.kubernetes_version if base else None, head.kubernetes_version if head else None),
+        f"config contract {view.contract}",
+    ]
+    lines = [" · ".join(facts), ""]
+    if view.schematic_id:
+        lines.append(f"Installer: {_code(view.nodes[0].installer if view.nodes else '')}")
+    else:
+        lines += [
+            "Installer: the Image Factory's image for this schematic (its id is computed at `pulumi up`):",
+            "",
+            "```yaml",
+            view.schematic.rstrip(),
+            "```",
+        ]
+    return [*lines, ""]
+
+
+def _diffs(cluster: ClusterReview) -> list[str]:
+    out: list[str] = []
+    for change in cluster.nodes:
+        if not change.documents and not change.notes:
+            continue
+        out.append(f"<details><summary>{change.hostname}: {len(change.documents)} document(s) changed</summary>")
+        out.append("")
+        out += [f"> {note}" for note in change.notes]
+        for doc in change.documents:
+            out += ["", f"{doc.change}: {doc.label}", "", "```diff", doc.diff, "```"]
+        out += ["", "</details>"]
+    return out
+
+
+def _patches(view: ClusterView) -> list[str]:
+    out: list[str] = []
+    for node in view.nodes:
+        out += [f"<details><summary>{node.hostname}: every document it receives, in order</summary>", ""]
+        for doc in node.documents:
+            out += [f"{doc.label}", "", "```yaml", doc.yaml.rstrip(), "```", ""]
+        out.append("</details>")
+    return out
+
+
+def _cluster(review: Review, cluster: ClusterReview, full: bool) -> list[str]:
+    base = review.base.cluster(cluster.name) if review.base else None
+    head = review.head.cluster(cluster.name)
+    out = [f"### Cluster `{cluster.name}` ({cluster.status})", "", *_cluster_header(base, head)]
+    out += [
+        "| Node | Role | Source | Address | Talos | Kubernetes | Action |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for change in cluster.nodes:
+        out.append(
+            _node_row(
+                change,
+                base.node(change.hostname) if base else None,
+                head.node(change.hostname) if head else None,
+            )
+        )
+    out.append("")
+    if cluster.rollout:
+        out += ["Rollout order (`pulumi up`):", ""]
+        out += [_step(i, step) for i, step in enumerate(cluster.rollout, 1)]
+        out.append("")
+    if full:
+        out += _diffs(cluster)
+        if head is not None:
+            out += ["", *_patches(head)]
+    return [*out, ""]
+
+
+def _mermaid_id(*parts: str) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p) for p in parts)
+
+
+def topology(head: Snapshot, review: Review | None = None) -> str:
+    """Mermaid flowchart: machine sources (hypervisors, sites), the clusters on each, their nodes
+    with role and address; nodes a change touches are styled by their first action."""
+    actions = {(c.name, n.hostname): n.actions[0].kind for c in (review.clusters if review else ()) for n in c.nodes}
+    lines = ["flowchart LR"]
+    for source in head.sources:
+        sid = _mermaid_id("src", source.name)
+        title = f"{source.name} · {source.kind} · {source.where}" + (f" · {source.network}" if source.network else "")
+        lines.append(f'  subgraph {sid}["{title}"]')
+        for cluster in head.clusters:
+            nodes = [n for n in cluster.nodes if n.source == source.name]
+            if not nodes:
+                continue
+            lines.append(f'    subgraph {_mermaid_id(sid, cluster.name)}["cluster {cluster.name}"]')
+            for n in nodes:
+                nid = _mermaid_id("n", cluster.name, n.hostname)
+                lines.append(f'      {nid}["{n.hostname}<br/>{n.role}<br/>{n.address}"]:::{n.role}')
+                kind = actions.get((cluster.name, n.hostname), "unchanged")
+                if kind != "unchanged":
+                    lines.append(f"      class {nid} {kind.replace('-', '_')}")
+            lines.append("    end")
+        lines.append("  end")
+    lines += [
+        "  classDef controlplane stroke-width:3px",
+        "  classDef worker stroke-width:1px",
+        "  classDef new_node fill:#d4f7d4",
+        "  classDef talos_upgrade fill:#fff2b3",
+        "  classDef kubernetes_upgrade fill:#fff2b3",
+        "  classDef config_live fill:#dbe9ff",
+        "  classDef vm_change fill:#ffd9b3",
+    ]
+    return "\n".join(lines)
+
+
+def _summary(review: Review) -> str:
+    counts: dict[str, int] = {}
+    for cluster in review.clusters:
+        for node in cluster.nodes:
+            for action in node.actions:
+                counts[action.label] = counts.get(action.label, 0) + 1
+    return ", ".join(f"{label} {n}" for label, n in sorted(counts.items())) or "no nodes"
+
+
+def markdown(review: Review, lint: list[str] | None = None) -> str:
+    """The pull-request comment. When the full plan would not fit in a comment, the per-node
+    diffs and documents are left out (the JSON has everything) and the comment says so."""
+    text = _markdown(review, lint or [], full=True)
+    if len(text) <= COMMENT_LIMIT:
+        return text
+    return _markdown(review, lint or [], full=False)
+
+
+def _markdown(review: Review, lint: list[str], full: bool) -> str:
+    base = f"`{review.base_ref}`" if review.base_ref else "nothing (no base)"
+    out = [marker(review.stack), f"## talos-fleet plan: `{review.stack}`", ""]
+    verdict = "**No changes.**" if not review.changed else "**Changes:**"
+    out += [f"Compared with {base}. {verdict} Nodes: {_summary(review)}.", ""]
+    if review.base_note:
+        out += [f"> {review.base_note}", ""]
+    if review.problems:
+        out += ["> [!CAUTION]", "> `pulumi up` will stop before doing this change:"]
+        out += [f"> - {p}" for p in review.problems]
+        out.append("")
+    if lint:
+        out += ["> [!WARNING]", "> Patch lint:"] + [f"> - {line}" for line in lint] + [""]
+    for cluster in review.clusters:
+        out += _cluster(review, cluster, full)
+    if not full:
+        out += [
+            "> The per-node diffs and documents do not fit in a comment: run "
+            f"`make plan STACK={review.stack}` locally, or read the JSON plan (`FORMAT=json`).",
+            "",
+        ]
+    out += [
+        "<details><summary>Topology</summary>",
+        "",
+        "```mermaid",
+        topology(review.head, review),
+        "```",
+        "",
+        "</details>",
+    ]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,370 @@
+"""Compare two snapshots: per node, what changes, what `pulumi up` will do to it, and in which
+order. Pure: the prediction follows the program's graph (components/) and the providers' rules:
+
+* a Talos version or installer image change is a rolling upgrade (#4: `ClusterOperations`):
+  control planes one at a time, then worker batches, each drained and health-checked;
+* a Kubernetes version change is one `talosctl upgrade-k8s` for the cluster, after every node's
+  upgrade; config generations carry the new version only after it;
+* any other change to a node's documents reaches it through its config apply (apply mode auto:
+  live, or with a reboot when Talos needs one), on every such node at once, after the upgrades;
+* a VM's vCPUs, memory, data disks or role (its description) are fixed at creation by libvirt
+  provider 0.8.1 (ForceNew): the domain is replaced, its volumes kept; disk sizes are ignored
+  after creation (components/libvirt_hypervisor.py);
+* removals run last (Pulumi deletes after creating and updating), in reverse rollout order.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Literal
+
+import yaml
+
+from talos_fleet import naming, versions
+from talos_fleet.snapshot import ClusterView, Document, NodeView, Snapshot, View
+
+ActionKind = Literal[
+    "unchanged",
+    "new-node",
+    "removed-node",
+    "config-live",
+    "talos-upgrade",
+    "kubernetes-upgrade",
+    "vm-change",
+]
+ACTION_LABELS: dict[ActionKind, str] = {
+    "unchanged": "unchanged",
+    "new-node": "new node",
+    "removed-node": "removed node",
+    "config-live": "config change applied live",
+    "talos-upgrade": "Talos upgrade",
+    "kubernetes-upgrade": "Kubernetes upgrade",
+    "vm-change": "VM change",
+}
+
+
+class Action(View):
+    kind: ActionKind
+    detail: str = ""
+    replaces_vm: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.kind == "vm-change":
+            return "VM replaced, disks kept" if self.replaces_vm else "VM change"
+        return ACTION_LABELS[self.kind]
+
+
+class DocumentChange(View):
+    label: str
+    change: Literal["added", "removed", "changed"]
+    diff: str
+
+
+class NodeChange(View):
+    hostname: str
+    role: str
+    actions: tuple[Action, ...]
+    documents: tuple[DocumentChange, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[ActionKind, ...]:
+        return tuple(a.kind for a in self.actions)
+
+
+StepKind = Literal["replace-vms", "create", "upgrade", "kubernetes", "apply", "bootstrap", "remove"]
+
+
+class Step(View):
+    kind: StepKind
+    nodes: tuple[str, ...]
+    detail: str
+
+
+class ClusterReview(View):
+    name: str
+    status: Literal["new", "removed", "changed", "unchanged"]
+    nodes: tuple[NodeChange, ...]
+    rollout: tuple[Step, ...]
+    problems: tuple[str, ...]
+    """What makes `pulumi up` stop (or fail) before it could do this change."""
+
+
+class Review(View):
+    stack: str
+    base_ref: str | None
+    base_note: str | None
+    """How the base was rendered, when not by its own code; or why there is no base."""
+    head: Snapshot
+    base: Snapshot | None
+    clusters: tuple[ClusterReview, ...]
+
+    @property
+    def changed(self) -> bool:
+        return any(c.status != "unchanged" for c in self.clusters)
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{c.name}: {p}" for c in self.clusters for p in c.problems]
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents
+
+
+def _without_installer(doc: Document) -> str:
+    """A node's v1alpha1 document without `machine.install.image`: the installer moves with the
+    Talos upgrade, which is its own action (the apply then only records it)."""
+    if doc.layer != "node" or doc.origin != "talos-fleet" or doc.name != "v1alpha1":
+        return doc.yaml
+    data = yaml.safe_load(doc.yaml)
+    data.get("machine", {}).get("install", {}).pop("image", None)
+    return yaml.safe_dump(data, sort_keys=True)
+
+
+def _diff(before: str, after: str, label: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), f"base: {label}", f"head: {label}", lineterm=""
+    )
+    return "\n".join(lines)
+
+
+def document_changes(base: tuple[Document, ...], head: tuple[Document, ...]) -> list[DocumentChange]:
+    """Per document, matched by layer, origin and name: added, removed or changed, with a diff."""
+    before = {d.key: d for d in base}
+    after = {d.key: d for d in head}
+    changes = []
+    for key, doc in after.items():
+        old = before.get(key)
+        if old is None:
+            changes.append(DocumentChange(label=doc.label, change="added", diff=_diff("", doc.yaml, doc.label)))
+        elif old.yaml != doc.yaml:
+            changes.append(DocumentChange(label=doc.label, change="changed", diff=_diff(old.yaml, doc.yaml, doc.label)))
+    for key, doc in before.items():
+        if key not in after:
+            changes.append(DocumentChange(label=doc.label, change="removed", diff=_diff(doc.yaml, "", doc.label)))
+    return changes
+
+
+def _config_changed(base: NodeView, head: NodeView) -> list[str]:
+    """Labels of the documents whose change the config apply carries (not the installer)."""
+    before = {d.key: _without_installer(d) for d in base.documents}
+    after = {d.key: _without_installer(d) for d in head.documents}
+    labels = {d.key: d.label for d in (*base.documents, *head.documents)}
+    return [labels[k] for k in dict.fromkeys([*after, *before]) if before.get(k) != after.get(k)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions per node
+
+
+def _schematic_change(base: ClusterView, head: ClusterView) -> str:
+    def parts(schematic: str) -> tuple[set[str], list[str]]:
+        custom = (yaml.safe_load(schematic) or {}).get("customization", {})
+        return set(custom.get("systemExtensions", {}).get("officialExtensions", [])), custom.get("extraKernelArgs", [])
+
+    (old_ext, old_args), (new_ext, new_args) = parts(base.schematic), parts(head.schematic)
+    said = [f"+{e}" for e in sorted(new_ext - old_ext)] + [f"-{e}" for e in sorted(old_ext - new_ext)]
+    if old_args != new_args:
+        said.append(f"kernel args {' '.join(old_args) or '(none)'} → {' '.join(new_args) or '(none)'}")
+    return "installer image: " + (", ".join(said) or "new schematic")
+
+
+def _vm_actions(base: NodeView, head: NodeView) -> tuple[list[Action], list[str]]:
+    old, new = base.vm, head.vm
+    if old is None and new is None:
+        if base.source != head.source:
+            return [], [f"moves from machine source {base.source} to {head.source}: boot it there before pulumi up"]
+        return [], []
+    if old is None or new is None or old.hypervisor != new.hypervisor:
+        where = f"from {base.source} to {head.source}"
+        detail = (
+            f"moves {where}: a new VM and new disks are created there and the old ones deleted; "
+            "the node starts empty and takes its config again"
+        )
+        return [Action(kind="vm-change", detail=detail, replaces_vm=True)], []
+    reasons, notes = [], []
+    if old.cpus != new.cpus:
+        reasons.append(f"vCPUs {old.cpus} → {new.cpus}")
+    if old.memory_mib != new.memory_mib:
+        reasons.append(f"memory {old.memory_mib} → {new.memory_mib} MiB")
+    reasons += [f"data disk {d} added (new, empty)" for d in new.data_disks if d not in old.data_disks]
+    reasons += [
+        f"data disk {d} removed (its volume and data are deleted)" for d in old.data_disks if d not in new.data_disks
+    ]
+    if base.role != head.role:
+        reasons.append("role (the VM's description)")
+    resized = [f"system disk {old.disk_gib} → {new.disk_gib} GiB"] if old.disk_gib != new.disk_gib else []
+    resized += [
+        f"data disk {d} {old.data_disks[d]} → {size} GiB"
+        for d, size in new.data_disks.items()
+        if d in old.data_disks and old.data_disks[d] != size
+    ]
+    if resized:
+        notes.append(
+            f"{', '.join(resized)}: not applied, disk sizes are fixed after creation "
+            "(grow the volume with `virsh vol-resize`, see components/libvirt_hypervisor.py)"
+        )
+    if not reasons:
+        return [], notes
+    detail = (
+        f"{', '.join(reasons)}: libvirt provider 0.8.1 cannot change this in place, so the VM is deleted "
+        "and created again from its disks (the node reboots, without a drain)"
+    )
+    return [Action(kind="vm-change", detail=detail, replaces_vm=True)], notes
+
+
+def node_actions(base_cluster: ClusterView, head_cluster: ClusterView, base: NodeView, head: NodeView) -> NodeChange:
+    actions: list[Action] = []
+    talos = []
+    if base.talos_version != head.talos_version:
+        talos.append(f"{base.talos_version} → {head.talos_version}")
+    if base_cluster.schematic != head_cluster.schematic:
+        talos.append(_schematic_change(base_cluster, head_cluster))
+    elif base.installer != head.installer and base.talos_version == head.talos_version:
+        talos.append(f"installer image {base.installer} → {head.installer}")
+    if talos:
+        actions.append(Action(kind="talos-upgrade", detail="; ".join(talos)))
+    if base.kubernetes_version != head.kubernetes_version:
+        detail = f"{base.kubernetes_version} → {head.kubernetes_version} (talosctl upgrade-k8s, once for the cluster)"
+        actions.append(Action(kind="kubernetes-upgrade", detail=detail))
+    vm, notes = _vm_actions(base, head)
+    changed = _config_changed(base, head)
+    if changed:
+        actions.append(Action(kind="config-live", detail=", ".join(changed)))
+    actions += vm
+    return NodeChange(
+        hostname=head.hostname,
+        role=head.role,
+        actions=tuple(actions or [Action(kind="unchanged")]),
+        documents=tuple(document_changes(base.documents, head.documents)),
+        notes=tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Clusters
+
+
+def _problems(stack: str, base: ClusterView | None, head: ClusterView | None) -> list[str]:
+    if base is None:
+        return []
+    if head is None:
+        urn = (
+            f"urn:pulumi:{stack}::talos-fleet::{naming.COMPONENT_TYPE}$talos:machine/secrets:Secrets::"
+            f"{naming.secrets(base.name)}"
+        )
+        return [
+            f"the whole cluster is removed, but its Talos secrets are protected: pulumi up stops at them. "
+            f"When you mean it, run `pulumi state unprotect '{urn}'` first"
+        ]
+    problems = versions.rollout_problems(
+        versions.parse_version(base.talos_version),
+        versions.parse_version(base.kubernetes_version),
+        versions.parse_version(head.talos_version),
+        versions.parse_version(head.kubernetes_version),
+        head.allow_downgrade,
+    )
+    for node in head.nodes:
+        old = base.node(node.hostname)
+        if old is None:
+            continue
+        if old.role != node.role:
+            problems.append(
+                f"{node.hostname} changes role {old.role} → {node.role}: Talos cannot change a node's machine "
+                "type in place; remove the node in one change and add it back with its new role in another"
+            )
+        if old.address != node.address:
+            problems.append(
+                f"{node.hostname} changes address {old.address} → {node.address}: the config apply would reach "
+                "it at an address it does not have yet; remove the node in one change and add it back in another"
+            )
+    return problems
+
+
+def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[NodeChange]) -> list[Step]:
+    by_kind: dict[ActionKind, list[str]] = {}
+    for n in nodes:
+        for kind in n.kinds:
+            by_kind.setdefault(kind, []).append(n.hostname)
+    replaced = [n.hostname for n in nodes if any(a.replaces_vm for a in n.actions)]
+    steps: list[Step] = []
+    if replaced:
+        steps.append(Step(kind="replace-vms", nodes=tuple(replaced), detail="at once, first, without a drain"))
+    if new := by_kind.get("new-node"):
+        steps.append(Step(kind="create", nodes=tuple(new), detail="machines created, booted into maintenance mode"))
+    if head is not None and (upgrading := set(by_kind.get("talos-upgrade", []))):
+        for wave in head.waves:
+            if picked := tuple(h for h in wave if h in upgrading):
+                steps.append(
+                    Step(kind="upgrade", nodes=picked, detail="drain, talosctl upgrade, health check, uncordon")
+                )
+    if head is not None and by_kind.get("kubernetes-upgrade"):
+        detail = f"talosctl upgrade-k8s --to {head.kubernetes_version}, then a health check"
+        steps.append(Step(kind="kubernetes", nodes=(), detail=detail))
+    applied = list(dict.fromkeys([*by_kind.get("new-node", []), *by_kind.get("config-live", [])]))
+    if applied:
+        steps.append(Step(kind="apply", nodes=tuple(applied), detail="config applies, at once (mode auto)"))
+    if base is None and head is not None:
+        first = next(n.hostname for n in head.nodes if n.role == "controlplane")
+        steps.append(Step(kind="bootstrap", nodes=(first,), detail="etcd bootstrapped once, on its own address"))
+    if base is not None and (removed := set(by_kind.get("removed-node", []))):
+        for wave in reversed(base.waves):
+            if picked := tuple(h for h in reversed(wave) if h in removed):
+                steps.append(
+                    Step(kind="remove", nodes=picked, detail="drain, reset, delete the Node, then the machine")
+                )
+    return steps
+
+
+def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | None) -> ClusterReview:
+    view = head or base
+    assert view is not None, "a cluster is in the base, the head or both"
+    nodes: list[NodeChange] = []
+    for node in head.nodes if head else ():
+        old = base.node(node.hostname) if base else None
+        if base is None or head is None or old is None:
+            nodes.append(
+                NodeChange(
+                    hostname=node.hostname,
+                    role=node.role,
+                    actions=(Action(kind="new-node", detail="its documents are listed in full below"),),
+                    documents=(),
+                )
+            )
+        else:
+            nodes.append(node_actions(base, head, old, node))
+    for node in base.nodes if base else ():
+        if head is None or head.node(node.hostname) is None:
+            nodes.append(
+                NodeChange(
+                    hostname=node.hostname,
+                    role=node.role,
+                    actions=(Action(kind="removed-node"),),
+                    documents=(),
+                )
+            )
+    status: Literal["new", "removed", "changed", "unchanged"]
+    if base is None:
+        status = "new"
+    elif head is None:
+        status = "removed"
+    else:
+        status = "unchanged" if all(n.kinds == ("unchanged",) for n in nodes) else "changed"
+    return ClusterReview(
+        name=view.name,
+        status=status,
+        nodes=tuple(nodes),
+        rollout=tuple(_rollout(base, head, nodes)),
+        problems=tuple(_problems(stack, base, head)),
+    )
+
+
+def review(
+    stack: str, base: Snapshot | None, head: Snapshot, base_ref: str | None = None, base_note: str | None = None
+) -> Review:
+    removed = [c.name for c in base.clusters if head.cluster(c.name) is None] if base else []
+    names = [c.name for c in head.clusters] + removed
+    clusters = [review_cluster(stack, base.cluster(n) if base else None, head.cluster(n)) for n in names]
+    return Review(stack=stack, base_ref=base_ref, base_note=base_note, head=head, base=base, clusters=tuple(clusters))
