@@ -169,6 +169,10 @@ class LibvirtHypervisor(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 on_host,
                 pulumi.ResourceOptions(
+                    # vCPUs, memory, disks and the stylesheet are ForceNew in provider 0.8.1, and
+                    # the domain's name is fixed: Pulumi's default (create the replacement first)
+                    # would clash with the old domain's name. Its volumes are separate and stay.
+                    delete_before_replace=True,
                     ignore_changes=[
                         # A new boot ISO (Talos version or schematic bump) serves only new VMs; an
                         # installed node boots from its disk and upgrades in place (#4). Every disk

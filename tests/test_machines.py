@@ -114,6 +114,9 @@ def test_one_vm_per_node_with_its_size_disks_and_settings(libvirt_stack: Path) -
         assert isinstance(source, LibvirtSource)
         size, _ = fleet.vm(cname, host)
         domain = domains[f"{cname}-{host}"].inputs
+        # Fixed name + ForceNew size: the old domain must go before its replacement is created.
+        assert domains[f"{cname}-{host}"].delete_before_replace
+        assert not volumes[f"{cname}-{host}-system"].delete_before_replace, "the disk is never replaced"
         assert domain["machine"] == "q35"
         assert domain["cpu"] == {"mode": "host-passthrough"}
         assert (domain["vcpu"], domain["memory"]) == (size.cpus, size.memory_mib)
