@@ -90,7 +90,7 @@ def _write(directory: Path, name: str, docs: list[Document]) -> list[str]:
 
 
 def _error(result: subprocess.CompletedProcess[str]) -> str:
-    lines = (result.stderr or result.stdout).strip().splitlines()
+    lines = [line.strip() for line in (result.stderr or result.stdout).strip().splitlines()]
     return " ".join(lines[-3:]) or f"exit {result.returncode}"
 
 
