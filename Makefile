@@ -14,6 +14,8 @@ BASE   ?=
 FORMAT ?= markdown
 SCHEMA ?=
 OUT    ?= plan
+# make up YES=1: no confirmation prompt (CI: the GitHub environment's reviewers approved already).
+YES    ?=
 # A local file state backend inside the repo (git-ignored) unless the caller chose one.
 BACKEND := $(or $(PULUMI_BACKEND_URL),file://$(CURDIR)/.pulumi-state)
 PULUMI  := PULUMI_BACKEND_URL=$(BACKEND) pulumi
@@ -83,7 +85,7 @@ up: need-stack need-pulumi validate preflight ## pulumi up for STACK (local stat
 	@for tool in talosctl kubectl; do command -v $$tool >/dev/null 2>&1 || \
 		echo "note: $$tool is not installed; creating a cluster does not need it, upgrades and node removal do (README: Set up, Day 2)"; done
 	$(PULUMI) stack select --create $(STACK)
-	$(PULUMI) up --stack $(STACK)
+	$(PULUMI) up --stack $(STACK) $(if $(filter 1 true yes,$(YES)),--yes)
 
 preview: need-stack need-pulumi validate ## pulumi preview --diff for STACK
 	@mkdir -p .pulumi-state

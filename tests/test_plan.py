@@ -63,7 +63,10 @@ def nodes(document: dict[str, Any]) -> dict[str, Any]:
         # siderolabs/image-factory pkg/schematic/schematic_test.go ("empty", "config1"), and the
         # id the factory publishes for the qemu-guest-agent-only schematic.
         (ImageSpec(), "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"),
-        (ImageSpec(kernel_args=("noapic", "nolapic")), "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c"),
+        (
+            ImageSpec(kernel_args=("noapic", "nolapic")),
+            "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c",
+        ),
         (
             ImageSpec(extensions=("siderolabs/qemu-guest-agent",)),
             "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515",
@@ -106,7 +109,8 @@ def test_every_node_gets_exactly_what_the_program_sends(valid_stack: Path) -> No
 def test_a_stack_against_itself_is_unchanged_and_deterministic(valid_stack: Path) -> None:
     first = review("s", snap(valid_stack), snap(valid_stack), base_ref="main")
     second = review("s", snap(valid_stack), snap(valid_stack), base_ref="main")
-    assert not first.changed and not first.problems
+    assert not first.changed
+    assert not first.problems
     assert all(c.rollout == () for c in first.clusters)
     assert all(n.kinds == ("unchanged",) and not n.documents for c in first.clusters for n in c.nodes)
     assert report.markdown(first) == report.markdown(second)
@@ -151,7 +155,8 @@ def test_changing_a_label_applies_live_to_that_node_only(tmp_path: Path) -> None
     assert rollout(result) == [("apply", ["worker-1"])]
     (change,) = [n for c in result.clusters for n in c.nodes if n.documents]
     (doc,) = change.documents
-    assert "-    node.kubernetes.io/pool: general" in doc.diff and "+    node.kubernetes.io/pool: gpu" in doc.diff
+    assert "-    node.kubernetes.io/pool: general" in doc.diff
+    assert "+    node.kubernetes.io/pool: gpu" in doc.diff
 
 
 def _waves_in_file_order(upgraded: list[str]) -> list[tuple[str, list[str]]]:
@@ -211,7 +216,8 @@ def test_a_bigger_disk_is_a_note_not_an_action(tmp_path: Path) -> None:
     result = plan_change(tmp_path, grow)
     assert actions(result) == {h: ["unchanged"] for h in CONTROL_PLANES + WORKERS}
     notes = {n.hostname: n.notes for c in result.clusters for n in c.nodes if n.notes}
-    assert sorted(notes) == WORKERS and all("virsh vol-resize" in n[0] for n in notes.values())
+    assert sorted(notes) == WORKERS
+    assert all("virsh vol-resize" in n[0] for n in notes.values())
 
 
 def test_a_cluster_patch_applies_to_every_node(tmp_path: Path) -> None:
@@ -304,7 +310,8 @@ def test_a_plan_too_big_for_a_comment_leaves_out_the_details(tmp_path: Path) -> 
 
     text = report.markdown(plan_change(tmp_path, many))
     assert len(text) <= report.COMMENT_LIMIT
-    assert "do not fit in a comment" in text and "`extra-59`" in text
+    assert "do not fit in a comment" in text
+    assert "`extra-59`" in text
 
 
 # ---------------------------------------------------------------------------------------------

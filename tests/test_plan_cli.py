@@ -114,10 +114,13 @@ def test_a_stack_new_since_the_base_is_all_new(repo: Path) -> None:
 
 def test_a_bad_base_ref_or_stack_is_a_message_not_a_traceback(repo: Path) -> None:
     result = plan(repo, "--base", "no-such-ref")
-    assert result.returncode == 2 and "no-such-ref" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "no-such-ref" in result.stderr
+    assert "Traceback" not in result.stderr
     (repo / "stacks" / "Pulumi.homelab.yaml").write_text("config:\n  talos-fleet:clusters: {}\n")
     result = plan(repo, "--base", "HEAD")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
 
 
 def test_a_refused_change_still_prints_the_plan_and_fails(repo: Path) -> None:
@@ -125,7 +128,8 @@ def test_a_refused_change_still_prints_the_plan_and_fails(repo: Path) -> None:
     path.write_text(path.read_text().replace("talosVersion: v1.13.10", "talosVersion: v1.13.9"))
     result = plan(repo, "--base", "HEAD")
     assert result.returncode == 1
-    assert "downgrade is refused" in result.stdout and "downgrade is refused" in result.stderr
+    assert "downgrade is refused" in result.stdout
+    assert "downgrade is refused" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +198,8 @@ def test_talosctl_validates_each_node_on_one_generated_config_per_role() -> None
     assert sorted(c[c.index("--output-types") + 1] for c in generated) == ["controlplane", "worker"]
     assert all(c[c.index("--talos-version") + 1] == "v1.13" for c in generated)
     validated = [c for c in fake.calls if c[0] == "validate"]
-    assert len(validated) == 5 and all(c[-3:] == ["--mode", "metal", "--strict"] for c in validated)
+    assert len(validated) == 5
+    assert all(c[-3:] == ["--mode", "metal", "--strict"] for c in validated)
     assert list(fake.directories.values()) == [0o700], "private while it holds generated secrets"
     assert not any(d.exists() for d in fake.directories), "and deleted afterwards"
 
