@@ -10,6 +10,7 @@ python -m talos_fleet snapshot stacks/Pulumi.edge.yaml         what every node r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -102,7 +103,10 @@ def _plan(args: argparse.Namespace) -> int:
         if args.base == "none":
             base = Base("none", None, "No base: everything is new.")
         else:
-            base = read_base(path, args.base or default_base(repo_root(path.resolve())))
+            ref = args.base or default_base(repo_root(path.resolve()))
+            base = read_base(path, ref)
+            if not args.base:
+                base = dataclasses.replace(base, ref=f"the merge-base with main ({ref[:12]})")
     except (SpecError, BaseError) as error:
         print(f"{path}: {error}", file=sys.stderr)
         return 2
@@ -119,6 +123,8 @@ def _plan(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     for problem in [*result.problems, *lint_problems]:
         print(f"{path}: {problem}", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     return 1 if result.problems or lint_problems else 0
 
 

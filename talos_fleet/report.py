@@ -209,6 +209,10 @@ def _markdown(review: Review, lint: list[str], full: bool) -> str:
         out += ["> [!CAUTION]", "> `pulumi up` will stop before doing this change:"]
         out += [f"> - {p}" for p in review.problems]
         out.append("")
+    if review.warnings:
+        out += ["> [!WARNING]", "> `pulumi up` will do this, at a cost:"]
+        out += [f"> - {w}" for w in review.warnings]
+        out.append("")
     if lint:
         out += ["> [!WARNING]", "> Patch lint:"] + [f"> - {line}" for line in lint] + [""]
     for cluster in review.clusters:

@@ -89,6 +89,8 @@ class ClusterReview(View):
     rollout: tuple[Step, ...]
     problems: tuple[str, ...]
     """What makes `pulumi up` stop (or fail) before it could do this change."""
+    warnings: tuple[str, ...] = ()
+    """What `pulumi up` will do that costs availability."""
 
 
 class Review(View):
@@ -107,6 +109,10 @@ class Review(View):
     @property
     def problems(self) -> list[str]:
         return [f"{c.name}: {p}" for c in self.clusters for p in c.problems]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{c.name}: {w}" for c in self.clusters for w in c.warnings]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +324,17 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
     return steps
 
 
+def _warnings(head: ClusterView | None, nodes: list[NodeChange]) -> list[str]:
+    replaced = [n.hostname for n in nodes if n.role == "controlplane" and any(a.replaces_vm for a in n.actions)]
+    if head is None or len(replaced) < 2:
+        return []
+    return [
+        f"control planes {', '.join(replaced)} are replaced at the same time: etcd loses quorum and the "
+        "Kubernetes API is down until they are back. To keep it up, change one control plane per pull "
+        "request (a node's own `vm:` overrides the role's size)"
+    ]
+
+
 def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | None) -> ClusterReview:
     view = head or base
     assert view is not None, "a cluster is in the base, the head or both"
@@ -358,6 +375,7 @@ def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | Non
         nodes=tuple(nodes),
         rollout=tuple(_rollout(base, head, nodes)),
         problems=tuple(_problems(stack, base, head)),
+        warnings=tuple(_warnings(head, nodes)),
     )
 
 

@@ -207,6 +207,18 @@ def test_resizing_a_vm_replaces_it_and_keeps_its_disks(tmp_path: Path) -> None:
     assert rollout(result) == [("replace-vms", WORKERS)]
     vm = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
     assert all(a.replaces_vm and "8192 → 12288 MiB" in a.detail for a in vm)
+    assert not result.warnings, "workers only: the control plane keeps quorum"
+
+
+def test_resizing_every_control_plane_at_once_warns_of_quorum(tmp_path: Path) -> None:
+    def resize(doc: dict[str, Any]) -> None:
+        doc["config"]["talos-fleet:defaults"]["roles"]["controlplane"]["vm"]["cpus"] = 4
+
+    result = plan_change(tmp_path, resize)
+    assert actions(result) == {**{h: ["vm-change"] for h in CONTROL_PLANES}, **{h: ["unchanged"] for h in WORKERS}}
+    (warning,) = result.warnings
+    assert "cp-1, cp-2, cp-3 are replaced at the same time" in warning
+    assert "etcd loses quorum" in report.markdown(result)
 
 
 def test_a_bigger_disk_is_a_note_not_an_action(tmp_path: Path) -> None:

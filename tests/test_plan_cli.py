@@ -81,7 +81,7 @@ def test_the_default_base_is_the_merge_base_with_main(repo: Path) -> None:
     kinds = {n["hostname"]: [a["kind"] for a in n["actions"]] for c in data["clusters"] for n in c["nodes"]}
     assert set(kinds) == {"cp-1", "cp-2", "cp-3", "worker-1", "worker-2"}
     assert all(k == ["talos-upgrade"] for k in kinds.values())
-    assert data["base_ref"].startswith(git(repo, "rev-parse", "main")[:7])
+    assert data["base_ref"] == f"the merge-base with main ({git(repo, 'rev-parse', 'main')[:12]})"
 
 
 def test_a_base_from_before_snapshots_is_rendered_with_this_code(repo: Path) -> None:
