@@ -15,6 +15,10 @@ import resource
 import time
 from typing import Any
 
+from talos_fleet import report
+from talos_fleet.loader import load_pulumi_config
+from talos_fleet.review import review
+from talos_fleet.snapshot import snapshot
 from tests.harness import run_program
 
 SIZES = (10, 100, 1000)
@@ -86,6 +90,21 @@ def measure(nodes: int, clusters: int, vms: bool = False) -> dict[str, Any]:
     }
 
 
+def measure_plan(nodes: int, clusters: int, vms: bool) -> str:
+    """`make plan` without git: both snapshots, the review of a Talos bump, the Markdown."""
+    base_config = fleet_config(nodes, clusters, vms)
+    head_config = {
+        **base_config,
+        "talos-fleet:defaults": base_config["talos-fleet:defaults"].replace("v1.13.10", "v1.13.11"),
+    }
+    start = time.perf_counter()
+    base, head = (snapshot(load_pulumi_config(c, [])) for c in (base_config, head_config))
+    text = report.markdown(review("bench", base, head, base_ref="main"))
+    seconds = time.perf_counter() - start
+    where = f"{nodes} nodes in {clusters} cluster(s)" + (" on VMs" if vms else "")
+    return f"make plan, {where}: {seconds:.2f} s, {len(text):,} characters of Markdown"
+
+
 def main() -> None:
     rows = [measure(n, 1) for n in SIZES] + [measure(1000, 10), measure(1000, 10, vms=True)]
     header = list(rows[0])
@@ -99,6 +118,8 @@ def main() -> None:
         f"\ntime growth relative to node growth, {first['nodes']} -> {last['nodes']} nodes: {growth:.2f} (1.0 = linear)"
     )
     print("maxrss is the process peak so far (it only grows across rows).")
+    for args in ((100, 1, False), (1000, 1, False), (1000, 10, True)):
+        print(measure_plan(*args))
 
 
 if __name__ == "__main__":

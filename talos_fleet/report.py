@@ -5,6 +5,7 @@ same review gives the same bytes, so a comment only changes when the plan does.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from talos_fleet.review import ClusterReview, NodeChange, Review, Step
 from talos_fleet.snapshot import ClusterView, NodeView, Snapshot
@@ -114,10 +115,30 @@ def _patches(view: ClusterView) -> list[str]:
     return out
 
 
-def _cluster(review: Review, cluster: ClusterReview, full: bool) -> list[str]:
+def _cluster(review: Review, cluster: ClusterReview, detail: Detail) -> list[str]:
     base = review.base.cluster(cluster.name) if review.base else None
     head = review.head.cluster(cluster.name)
     out = [f"### Cluster `{cluster.name}` ({cluster.status})", "", *_cluster_header(base, head)]
+    if detail == "summary":
+        counts: dict[str, int] = {}
+        for node in cluster.nodes:
+            for action in node.actions:
+                counts[action.label] = counts.get(action.label, 0) + 1
+        out += [f"- {label}: {n} node(s)" for label, n in sorted(counts.items())]
+        steps: dict[str, list[Step]] = {}
+        for step in cluster.rollout:
+            steps.setdefault(step.kind, []).append(step)
+        out += ["", "Rollout order (`pulumi up`):", ""]
+        for i, same in enumerate(steps.values(), 1):
+            first, last = same[0], same[-1]
+            nodes = sum(len(s.nodes) for s in same)
+            span = (
+                f" in {len(same)} step(s), {nodes} node(s), from `{first.nodes[0]}` to `{last.nodes[-1]}`"
+                if nodes
+                else ""
+            )
+            out.append(f"{i}. **{STEP_TITLES[first.kind]}**{span}: {first.detail}")
+        return [*out, ""]
     out += [
         "| Node | Role | Source | Address | Talos | Kubernetes | Action |",
         "|---|---|---|---|---|---|---|",
@@ -135,7 +156,7 @@ def _cluster(review: Review, cluster: ClusterReview, full: bool) -> list[str]:
         out += ["Rollout order (`pulumi up`):", ""]
         out += [_step(i, step) for i, step in enumerate(cluster.rollout, 1)]
         out.append("")
-    if full:
+    if detail == "full":
         out += _diffs(cluster)
         if head is not None:
             out += ["", *_patches(head)]
@@ -146,9 +167,10 @@ def _mermaid_id(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p) for p in parts)
 
 
-def topology(head: Snapshot, review: Review | None = None) -> str:
+def topology(head: Snapshot, review: Review | None = None, per_node: bool = True) -> str:
     """Mermaid flowchart: machine sources (hypervisors, sites), the clusters on each, their nodes
-    with role and address; nodes a change touches are styled by their first action."""
+    with role and address; nodes a change touches are styled by their first action. Without
+    `per_node`, each cluster on a source is one box with its node counts (for big fleets)."""
     actions = {(c.name, n.hostname): n.actions[0].kind for c in (review.clusters if review else ()) for n in c.nodes}
     lines = ["flowchart LR"]
     for source in head.sources:
@@ -158,6 +180,10 @@ def topology(head: Snapshot, review: Review | None = None) -> str:
         for cluster in head.clusters:
             nodes = [n for n in cluster.nodes if n.source == source.name]
             if not nodes:
+                continue
+            if not per_node:
+                roles = ", ".join(f"{sum(n.role == r for n in nodes)} {r}" for r in ("controlplane", "worker"))
+                lines.append(f'    {_mermaid_id(sid, cluster.name)}["cluster {cluster.name}<br/>{roles}"]')
                 continue
             lines.append(f'    subgraph {_mermaid_id(sid, cluster.name)}["cluster {cluster.name}"]')
             for n in nodes:
@@ -189,16 +215,21 @@ def _summary(review: Review) -> str:
     return ", ".join(f"{label} {n}" for label, n in sorted(counts.items())) or "no nodes"
 
 
+Detail = Literal["full", "tables", "summary"]
+
+
 def markdown(review: Review, lint: list[str] | None = None) -> str:
     """The pull-request comment. When the full plan would not fit in a comment, the per-node
-    diffs and documents are left out (the JSON has everything) and the comment says so."""
-    text = _markdown(review, lint or [], full=True)
-    if len(text) <= COMMENT_LIMIT:
-        return text
-    return _markdown(review, lint or [], full=False)
+    diffs and documents are left out, then the per-node tables (the JSON has everything), and
+    the comment says so; a plan that still does not fit is cut."""
+    for detail in ("full", "tables", "summary"):
+        text = _markdown(review, lint or [], detail)
+        if len(text) <= COMMENT_LIMIT:
+            return text
+    return text[:COMMENT_LIMIT] + "\n\n> (cut: the plan does not fit in a comment)\n"
 
 
-def _markdown(review: Review, lint: list[str], full: bool) -> str:
+def _markdown(review: Review, lint: list[str], detail: Detail) -> str:
     base = f"`{review.base_ref}`" if review.base_ref else "nothing (no base)"
     out = [marker(review.stack), f"## talos-fleet plan: `{review.stack}`", ""]
     verdict = "**No changes.**" if not review.changed else "**Changes:**"
@@ -216,10 +247,10 @@ def _markdown(review: Review, lint: list[str], full: bool) -> str:
     if lint:
         out += ["> [!WARNING]", "> Patch lint:"] + [f"> - {line}" for line in lint] + [""]
     for cluster in review.clusters:
-        out += _cluster(review, cluster, full)
-    if not full:
+        out += _cluster(review, cluster, detail)
+    if detail != "full":
         out += [
-            "> The per-node diffs and documents do not fit in a comment: run "
+            "> The per-node details do not fit in a comment: run "
             f"`make plan STACK={review.stack}` locally, or read the JSON plan (`FORMAT=json`).",
             "",
         ]
@@ -227,7 +258,7 @@ def _markdown(review: Review, lint: list[str], full: bool) -> str:
         "<details><summary>Topology</summary>",
         "",
         "```mermaid",
-        topology(review.head, review),
+        topology(review.head, review, per_node=detail != "summary"),
         "```",
         "",
         "</details>",

@@ -322,8 +322,29 @@ def test_a_plan_too_big_for_a_comment_leaves_out_the_details(tmp_path: Path) -> 
 
     text = report.markdown(plan_change(tmp_path, many))
     assert len(text) <= report.COMMENT_LIMIT
+    assert "every document it receives" not in text
     assert "do not fit in a comment" in text
     assert "`extra-59`" in text
+
+
+def test_a_fleet_too_big_for_tables_is_summarised(tmp_path: Path) -> None:
+    def many(doc: dict[str, Any]) -> None:
+        bump_talos(doc)
+        doc["config"]["talos-fleet:sources"]["kvm"]["network"]["managed"]["cidr"] = "10.17.0.0/16"
+        doc["config"]["talos-fleet:clusters"]["homelab"]["network"]["cidr"] = "10.17.0.0/16"
+        for i in range(600):
+            nodes(doc)[f"extra-{i}"] = {
+                "role": "worker",
+                "source": "kvm",
+                "address": f"10.17.{10 + i // 200}.{i % 200 + 10}",
+            }
+
+    text = report.markdown(plan_change(tmp_path, many))
+    assert len(text) <= report.COMMENT_LIMIT
+    assert "- Talos upgrade: 5 node(s)" in text, "the existing nodes upgrade"
+    assert "- new node: 600 node(s)" in text
+    assert "| `extra-1` |" not in text
+    assert "cluster homelab<br/>3 controlplane, 602 worker" in text
 
 
 # ---------------------------------------------------------------------------------------------

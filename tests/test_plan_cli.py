@@ -197,6 +197,11 @@ def test_talosctl_validates_each_node_on_one_generated_config_per_role() -> None
     generated = [c for c in fake.calls if c[0] == "gen"]
     assert sorted(c[c.index("--output-types") + 1] for c in generated) == ["controlplane", "worker"]
     assert all(c[c.index("--talos-version") + 1] == "v1.13" for c in generated)
+    for call in generated:
+        role = call[call.index("--output-types") + 1]
+        node = next(n for n in head.clusters[0].nodes if n.role == role)
+        sent = [Path(a[1:]).name for a in call if a.startswith("@")]
+        assert len(sent) == sum(d.layer in ("cluster", "role") for d in node.documents), "every role document"
     validated = [c for c in fake.calls if c[0] == "validate"]
     assert len(validated) == 5
     assert all(c[-3:] == ["--mode", "metal", "--strict"] for c in validated)
