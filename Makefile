@@ -16,6 +16,7 @@ SCHEMA ?=
 OUT    ?= plan
 # make up YES=1: no confirmation prompt (CI: the GitHub environment's reviewers approved already).
 YES    ?=
+PLAN_FLAGS = $(if $(BASE),--base '$(BASE)') $(if $(SCHEMA),--schema '$(SCHEMA)')
 # A local file state backend inside the repo (git-ignored) unless the caller chose one.
 BACKEND := $(or $(PULUMI_BACKEND_URL),file://$(CURDIR)/.pulumi-state)
 PULUMI  := PULUMI_BACKEND_URL=$(BACKEND) pulumi
@@ -64,14 +65,13 @@ validate: need-stack venv ## check stacks/Pulumi.$(STACK).yaml offline
 	@$(BIN)/python -m talos_fleet validate stacks/Pulumi.$(STACK).yaml
 
 plan: need-stack venv ## offline: what changing STACK does per node vs BASE (FORMAT=json, SCHEMA=path)
-	@$(BIN)/python -m talos_fleet plan stacks/Pulumi.$(STACK).yaml --format '$(FORMAT)' \
-		$(if $(BASE),--base '$(BASE)') $(if $(SCHEMA),--schema '$(SCHEMA)')
+	@$(BIN)/python -m talos_fleet plan stacks/Pulumi.$(STACK).yaml --format '$(FORMAT)' $(PLAN_FLAGS)
 
 plans: venv ## every stack's plan vs BASE into OUT/<stack>.md and .json (the pull-request comments)
 	@mkdir -p '$(OUT)'; status=0; for file in stacks/Pulumi.*.yaml; do \
 		stack=$${file#stacks/Pulumi.}; stack=$${stack%.yaml}; echo "$(OUT)/$$stack.md"; \
 		$(BIN)/python -m talos_fleet plan "$$file" --out "$(OUT)/$$stack.md" --json-out "$(OUT)/$$stack.json" \
-			$(if $(BASE),--base '$(BASE)') $(if $(SCHEMA),--schema '$(SCHEMA)') || status=1; \
+			$(PLAN_FLAGS) || status=1; \
 	done; exit $$status
 
 stacks: ## the stack names, as a JSON list

@@ -73,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             nodes = sum(len(c.nodes) for c in fleet.clusters.values())
             print(f"{path}: ok ({len(fleet.clusters)} cluster(s), {nodes} node(s))")
             continue
-        secrets = {name: f"<secret:{name}>" for name in fleet.secrets}
         rendered = patches.render_fleet(
-            fleet, secrets, lambda cname, version, arch: INSTALLER_PLACEHOLDER.format(version=version)
+            fleet,
+            patches.secret_stand_ins(fleet),
+            lambda cname, version, arch: INSTALLER_PLACEHOLDER.format(version=version),
         )
         for cname in fleet.clusters:
             plan = plan_cluster(fleet, cname)

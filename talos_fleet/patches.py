@@ -144,6 +144,12 @@ def node_config_patches(fleet: Fleet, cname: str, hostname: str, installer_image
     return _layer(derived, fleet.clusters[cname].nodes[hostname].patches)
 
 
+def secret_stand_ins(fleet: Fleet) -> dict[str, str]:
+    """Every secret as `<secret:name>`: what offline renderings (`render`, `make plan`) put where
+    a secret value goes, so they never need, or show, one."""
+    return {name: f"<secret:{name}>" for name in fleet.secrets}
+
+
 def render_fleet(
     fleet: Fleet, secrets: Mapping[str, str], installer: Callable[[str, str, str], str]
 ) -> dict[str, list[str]]:

@@ -5,6 +5,8 @@ same review gives the same bytes, so a comment only changes when the plan does.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from typing import Literal
 
 from talos_fleet.review import ClusterReview, NodeChange, Review, Step
@@ -115,30 +117,33 @@ def _patches(view: ClusterView) -> list[str]:
     return out
 
 
+def _action_counts(nodes: Iterable[NodeChange]) -> Counter[str]:
+    return Counter(action.label for node in nodes for action in node.actions)
+
+
+def _cluster_summary(cluster: ClusterReview) -> list[str]:
+    """Action counts and the rollout by kind of step, for fleets whose tables do not fit."""
+    out = [f"- {label}: {n} node(s)" for label, n in sorted(_action_counts(cluster.nodes).items())]
+    steps: dict[str, list[Step]] = {}
+    for step in cluster.rollout:
+        steps.setdefault(step.kind, []).append(step)
+    out += ["", "Rollout order (`pulumi up`):", ""]
+    for i, same in enumerate(steps.values(), 1):
+        first, last = same[0], same[-1]
+        nodes = sum(len(s.nodes) for s in same)
+        span = (
+            f" in {len(same)} step(s), {nodes} node(s), from `{first.nodes[0]}` to `{last.nodes[-1]}`" if nodes else ""
+        )
+        out.append(f"{i}. **{STEP_TITLES[first.kind]}**{span}: {first.detail}")
+    return out
+
+
 def _cluster(review: Review, cluster: ClusterReview, detail: Detail) -> list[str]:
     base = review.base.cluster(cluster.name) if review.base else None
     head = review.head.cluster(cluster.name)
     out = [f"### Cluster `{cluster.name}` ({cluster.status})", "", *_cluster_header(base, head)]
     if detail == "summary":
-        counts: dict[str, int] = {}
-        for node in cluster.nodes:
-            for action in node.actions:
-                counts[action.label] = counts.get(action.label, 0) + 1
-        out += [f"- {label}: {n} node(s)" for label, n in sorted(counts.items())]
-        steps: dict[str, list[Step]] = {}
-        for step in cluster.rollout:
-            steps.setdefault(step.kind, []).append(step)
-        out += ["", "Rollout order (`pulumi up`):", ""]
-        for i, same in enumerate(steps.values(), 1):
-            first, last = same[0], same[-1]
-            nodes = sum(len(s.nodes) for s in same)
-            span = (
-                f" in {len(same)} step(s), {nodes} node(s), from `{first.nodes[0]}` to `{last.nodes[-1]}`"
-                if nodes
-                else ""
-            )
-            out.append(f"{i}. **{STEP_TITLES[first.kind]}**{span}: {first.detail}")
-        return [*out, ""]
+        return [*out, *_cluster_summary(cluster), ""]
     out += [
         "| Node | Role | Source | Address | Talos | Kubernetes | Action |",
         "|---|---|---|---|---|---|---|",
@@ -207,11 +212,7 @@ def topology(head: Snapshot, review: Review | None = None, per_node: bool = True
 
 
 def _summary(review: Review) -> str:
-    counts: dict[str, int] = {}
-    for cluster in review.clusters:
-        for node in cluster.nodes:
-            for action in node.actions:
-                counts[action.label] = counts.get(action.label, 0) + 1
+    counts = _action_counts(n for cluster in review.clusters for n in cluster.nodes)
     return ", ".join(f"{label} {n}" for label, n in sorted(counts.items())) or "no nodes"
 
 

@@ -143,11 +143,10 @@ def role_documents(fleet: Fleet, cname: str, role: Role) -> list[Document]:
     """Layers 1 and 2: what the role's (secret) config generation gets. Secret values are
     replaced by their names: the plan never holds a secret."""
     cluster = fleet.clusters[cname]
-    secrets = {name: f"<secret:{name}>" for name in fleet.secrets}
     base = f"clusters.{cname}"
     return [
         _generated(fleet, cname, role),
-        *_derived("cluster", patches.cluster_documents(cluster, secrets)),
+        *_derived("cluster", patches.cluster_documents(cluster, patches.secret_stand_ins(fleet))),
         *_user("cluster", f"{base}.patches", cluster.patches),
         *_derived("role", patches.role_documents(cluster, role)),
         *_user("role", f"defaults.roles.{role}.patches", fleet.defaults.roles.of(role).patches),

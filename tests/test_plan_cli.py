@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from talos_fleet import lint
 from talos_fleet.loader import load_stack_file
 from talos_fleet.snapshot import snapshot
 from tests.conftest import ROOT, SHARED_TALOS, VALID_STACKS
-from tests.harness import bump_talos
+from tests.harness import bump_talos, mutated_stack
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -58,10 +57,8 @@ def plan(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def edit_homelab(repo: Path) -> None:
-    path = repo / "stacks" / "Pulumi.homelab.yaml"
-    document = yaml.safe_load(path.read_text())
-    bump_talos(document)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    stacks = repo / "stacks"
+    mutated_stack(stacks / "Pulumi.homelab.yaml", stacks, bump_talos)
 
 
 def test_an_unchanged_checkout_plans_no_changes(repo: Path) -> None:
@@ -214,10 +211,7 @@ def test_a_talosctl_failure_names_the_node_and_the_document(tmp_path: Path) -> N
         nodes = doc["config"]["talos-fleet:clusters"]["homelab"]["nodes"]
         nodes["worker-2"]["patches"] = [{"machine": {"sysctls": {"bad": "1"}}}]
 
-    path = tmp_path / "Pulumi.homelab.yaml"
-    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.homelab.yaml").read_text())
-    bad_label(document)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path = mutated_stack(ROOT / "stacks" / "Pulumi.homelab.yaml", tmp_path, bad_label)
     problems = lint.talosctl_problems(snapshot(load_stack_file(path)), "talosctl", run=FakeTalosctl())
     assert problems == [
         "homelab/worker-2: node · v1alpha1 from clusters.homelab.nodes.worker-2.patches[0]: "
