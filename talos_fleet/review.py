@@ -39,7 +39,7 @@ ACTION_LABELS: dict[ActionKind, str] = {
     "config-live": "config change applied live",
     "talos-upgrade": "Talos upgrade",
     "kubernetes-upgrade": "Kubernetes upgrade",
-    "vm-change": "VM change",
+    "vm-change": "VM replaced, disks kept",
 }
 
 
@@ -47,12 +47,11 @@ class Action(View):
     kind: ActionKind
     detail: str = ""
     replaces_vm: bool = False
+    replaces_disks: bool = False
 
     @property
     def label(self) -> str:
-        if self.kind == "vm-change":
-            return "VM replaced, disks kept" if self.replaces_vm else "VM change"
-        return ACTION_LABELS[self.kind]
+        return "VM and disks replaced" if self.replaces_disks else ACTION_LABELS[self.kind]
 
 
 class DocumentChange(View):
@@ -189,7 +188,7 @@ def _vm_actions(base: NodeView, head: NodeView) -> tuple[list[Action], list[str]
             f"moves {where}: a new VM and new disks are created there and the old ones deleted; "
             "the node starts empty and takes its config again"
         )
-        return [Action(kind="vm-change", detail=detail, replaces_vm=True)], []
+        return [Action(kind="vm-change", detail=detail, replaces_vm=True, replaces_disks=True)], []
     reasons, notes = [], []
     if old.cpus != new.cpus:
         reasons.append(f"vCPUs {old.cpus} → {new.cpus}")

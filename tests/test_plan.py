@@ -207,6 +207,7 @@ def test_resizing_a_vm_replaces_it_and_keeps_its_disks(tmp_path: Path) -> None:
     assert rollout(result) == [("replace-vms", WORKERS)]
     vm = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
     assert all(a.replaces_vm and "8192 → 12288 MiB" in a.detail for a in vm)
+    assert all(not a.replaces_disks and a.label == "VM replaced, disks kept" for a in vm)
     assert not result.warnings, "workers only: the control plane keeps quorum"
 
 
@@ -219,6 +220,22 @@ def test_resizing_every_control_plane_at_once_warns_of_quorum(tmp_path: Path) ->
     (warning,) = result.warnings
     assert "cp-1, cp-2, cp-3 are replaced at the same time" in warning
     assert "etcd loses quorum" in report.markdown(result)
+
+
+def test_moving_a_vm_to_another_hypervisor_replaces_its_disks_too(tmp_path: Path) -> None:
+    def move(doc: dict[str, Any]) -> None:
+        sources = doc["config"]["talos-fleet:sources"]
+        sources["kvm2"] = {**sources["kvm"], "uri": "qemu+ssh://admin@kvm2.example.net/system"}
+        sources["kvm2"]["network"] = {"managed": {**sources["kvm"]["network"]["managed"], "name": "talos-2"}}
+        nodes(doc)["worker-2"]["source"] = "kvm2"
+
+    result = plan_change(tmp_path, move)
+    assert actions(result) == {**{h: ["unchanged"] for h in [*CONTROL_PLANES, "worker-1"]}, "worker-2": ["vm-change"]}
+    (action,) = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
+    assert action.replaces_vm
+    assert action.replaces_disks
+    assert action.label == "VM and disks replaced"
+    assert "**VM and disks replaced**: moves from kvm to kvm2" in report.markdown(result)
 
 
 def test_a_bigger_disk_is_a_note_not_an_action(tmp_path: Path) -> None:
