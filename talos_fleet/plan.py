@@ -40,7 +40,8 @@ class ClusterPlan:
 
     @property
     def bootstrap_node(self) -> NodePlan:
-        """The first control plane in stack-file order bootstraps etcd, on its own address."""
+        """The first control plane in hostname order bootstraps etcd, on its own address (the engine
+        hands config over with sorted keys, so file order never reaches the program)."""
         return self.control_planes[0]
 
     @property
@@ -50,7 +51,7 @@ class ClusterPlan:
     @property
     def upgrade_waves(self) -> tuple[tuple[str, ...], ...]:
         """The order `pulumi up` rolls a version change over existing nodes: each control plane
-        alone (etcd keeps quorum), in stack-file order, then the workers in batches of
+        alone (etcd keeps quorum), in hostname order, then the workers in batches of
         `upgrade.workerBatchSize`. A wave starts when the previous one is done and healthy.
         Removals run the same order backwards (`pulumi up` deletes dependents first)."""
         workers = [n.hostname for n in self.workers]
@@ -217,7 +218,7 @@ def _unique(media: list[BootMedia]) -> tuple[BootMedia, ...]:
 
 
 def plan_hypervisors(fleet: Fleet) -> list[HypervisorPlan]:
-    """Every libvirt source with the VMs it hosts, in stack-file order."""
+    """Every libvirt source with the VMs it hosts, in name order (as the engine hands them over)."""
     plans = []
     for sname, source in fleet.sources.items():
         if not isinstance(source, LibvirtSource):

@@ -4,7 +4,7 @@ The stack file's `talos-fleet:*` keys form one tree::
 
     defaults  -> fleet-wide Talos/Kubernetes versions, Image Factory image, install disk
     sources   -> named machine sources (here: bare metal)
-    secrets   -> named secret values, only ever set with `pulumi config set --secret`
+    secrets   -> named secret values, only ever set with `make secret STACK=<env> NAME=<name>`
     clusters  -> clusters by name, each with endpoint, network, patches and nodes by hostname
 
 Validation happens once, at the program's entry (see `loader.py`); everything after it receives
@@ -61,6 +61,38 @@ class Model(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------
+# Upper bounds: what validates must run. Each is far above real use and below what the code,
+# the providers and the wire can carry (Pulumi sends numbers as doubles: exact below 2**53).
+
+MAX_CPUS = 512
+"""vCPUs per VM (a big two-socket host has 256 threads; KVM's own ceiling is higher)."""
+MAX_MEMORY_MIB = 4 * 1024 * 1024
+"""Memory per VM: 4 TiB."""
+MAX_DISK_GIB = 64 * 1024
+"""Disk size, system or data: 64 TiB. libvirt volume sizes are bytes in a Go int in
+dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_volume.go (`size`,
+schema.TypeInt), so any size must stay below 2**63 bytes (8 EiB) once multiplied by GiB."""
+MAX_DATA_DISKS = 16
+"""Data disks per VM, each a virtio disk on its own PCIe port."""
+MAX_WORKER_BATCH = 1000
+"""Workers upgraded at once: more than that is no longer a rollout."""
+MAX_TIMEOUT_MINUTES = 24 * 60
+"""A drain or health wait of a day: passed to talosctl/kubectl as Go durations (--timeout=<n>m)."""
+MAX_NAME = 63
+"""Names that become resource names, paths or config keys (DNS label length)."""
+MAX_HOST = 253
+"""A DNS name."""
+MAX_PATH = 4095
+"""A file path on the hypervisor (Linux PATH_MAX is 4096 with its terminating zero)."""
+MAX_LIST = 64
+"""Extensions, kernel arguments, nameservers, keys per volume: lists a person writes by hand."""
+MAX_RENDERED = 250_000
+"""What the nodes' patches add up to once rendered, in values (text counts one per 32
+characters): a fleet-wide patch is rendered once per cluster and role, a cluster's once per role.
+Rendering YAML takes about 15 microseconds a value, so every render and plan stays within seconds."""
+
+
+# ---------------------------------------------------------------------------------------------
 # Scalar types with the fix in their error message
 
 
@@ -87,6 +119,8 @@ def _text(value: Any) -> Any:
 
 
 def _version(value: str) -> str:
+    if len(value) > 64:
+        raise ValueError(f"{value[:20]!r}… is not a version; write it like v1.13.9")
     versions.parse_version(value)
     return value
 
@@ -100,6 +134,8 @@ VersionStr = Annotated[
 
 
 def _contract(value: str) -> str:
+    if len(value) > 64:
+        raise ValueError(f"{value[:20]!r}… is not a version contract; write it like v1.13")
     contract = versions.parse_contract(value)
     if contract > versions.PROVIDER_MACHINERY:
         raise ValueError(
@@ -157,7 +193,7 @@ CidrStr = Annotated[str, AfterValidator(_network), WithJsonSchema({"type": "stri
 
 
 def _disk(value: str) -> str:
-    if not value.startswith("/dev/"):
+    if not value.startswith("/dev/") or len(value) > MAX_NAME * 2 or any(c.isspace() for c in value):
         raise ValueError(f"{value!r} is not a device path; write it like /dev/sda or /dev/nvme0n1")
     return value
 
@@ -176,6 +212,90 @@ def _extension(value: str) -> str:
 ExtensionStr = Annotated[
     str, AfterValidator(_extension), WithJsonSchema({"type": "string", "pattern": _EXTENSION.pattern})
 ]
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def _host(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(value):
+        raise ValueError(
+            f"{value[:80]!r} is neither an IP address nor a DNS name; write it like k8s.example.net or 192.168.10.5"
+        )
+    return value
+
+
+HostStr = Annotated[
+    str,
+    AfterValidator(_host),
+    WithJsonSchema({"type": "string", "maxLength": MAX_HOST, "examples": ["k8s.example.net", "192.168.10.5"]}),
+]
+
+# A name a person types that ends up in a resource name, a path or a config key.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{value[:80]!r} is not a name here; use 1-63 letters, digits, '-', '_' or '.', starting with a "
+            "letter or digit"
+        )
+    return value
+
+
+NameStr = Annotated[str, AfterValidator(_name), WithJsonSchema({"type": "string", "pattern": _NAME.pattern})]
+
+# A secret's name is one step of `--path 'talos-fleet:secrets.<name>'`: no '.', '[' or quotes.
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+def _secret_name(value: str) -> str:
+    if not _SECRET_NAME.match(value):
+        raise ValueError(
+            f"{value[:80]!r} is not a secret name; use 1-63 letters, digits, '-' or '_', starting with a letter "
+            "or digit (it is one step of the config path `talos-fleet:secrets.<name>`)"
+        )
+    return value
+
+
+SecretName = Annotated[
+    str, AfterValidator(_secret_name), WithJsonSchema({"type": "string", "pattern": _SECRET_NAME.pattern})
+]
+
+# An interface name or alias: the kernel allows 15 characters, alternative names 127.
+_LINK = re.compile(r"^[^\s/:]{1,127}$")
+
+
+def _link(value: str) -> str:
+    if not _LINK.match(value):
+        raise ValueError(
+            f"{value[:80]!r} is not an interface name; use up to 127 characters without spaces, '/' or ':' "
+            "(e.g. enp1s0 or net0)"
+        )
+    return value
+
+
+LinkStr = Annotated[str, AfterValidator(_link), WithJsonSchema({"type": "string", "pattern": _LINK.pattern})]
+
+
+def _abs_path(value: str) -> str:
+    if not value.startswith("/") or len(value) > MAX_PATH:
+        raise ValueError(
+            f"{value[:80]!r} is not an absolute path on the hypervisor; write it like /usr/share/OVMF/x.fd"
+        )
+    return value
+
+
+PathStr = Annotated[
+    str, AfterValidator(_abs_path), WithJsonSchema({"type": "string", "pattern": "^/", "maxLength": MAX_PATH})
+]
+KernelArg = Annotated[str, Field(max_length=1024)]
 
 # Kubernetes label keys: optional DNS-subdomain prefix, then a name of up to 63 characters.
 _LABEL_KEY = re.compile(
@@ -214,6 +334,15 @@ def _patch(value: Any) -> Any:
             "value under talos-fleet:secrets and reference it from a field that takes a secret name"
         )
     return value
+
+
+def _weight(value: Any) -> int:
+    """A patch's rendering cost in values (see MAX_RENDERED)."""
+    if isinstance(value, dict):
+        return 1 + sum(_weight(k) + _weight(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return 1 + sum(_weight(v) for v in value)
+    return 1 + len(value) // 32 if isinstance(value, str) else 1
 
 
 def _contains_secure(value: Any) -> bool:
@@ -302,7 +431,7 @@ def _secret(value: Any) -> SecretInput:
         return value
     raise ValueError(
         "this is a plaintext value where a secret belongs; remove it from the stack file and set it "
-        "with `pulumi config set --secret --path '<this path>' <value>`"
+        "with `make secret STACK=<stack> NAME=<its name>` (the value is read from standard input)"
     )
 
 
@@ -314,7 +443,7 @@ SecretValue = Annotated[
             "properties": {"secure": {"type": "string"}},
             "required": ["secure"],
             "additionalProperties": False,
-            "description": "Set with `pulumi config set --secret --path 'talos-fleet:secrets.<name>' <value>`",
+            "description": "Set with `make secret STACK=<stack> NAME=<name>` (the value on stdin)",
         }
     ),
 ]
@@ -328,9 +457,9 @@ class ImageSpec(Model):
     """What goes into the Image Factory schematic: the installer every node boots and upgrades to."""
 
     extensions: tuple[ExtensionStr, ...] = Field(
-        default=(), description="Official system extensions, e.g. siderolabs/iscsi-tools"
+        default=(), max_length=MAX_LIST, description="Official system extensions, e.g. siderolabs/iscsi-tools"
     )
-    kernel_args: tuple[str, ...] = Field(default=(), description="Extra kernel arguments")
+    kernel_args: tuple[KernelArg, ...] = Field(default=(), max_length=MAX_LIST, description="Extra kernel arguments")
 
 
 class UpgradePolicy(Model):
@@ -338,13 +467,20 @@ class UpgradePolicy(Model):
     control planes one at a time, then workers in batches, each node drained, upgraded and
     followed by a cluster health check before the next starts."""
 
-    worker_batch_size: int = Field(default=1, ge=1, description="Workers upgraded at the same time")
+    worker_batch_size: int = Field(
+        default=1, ge=1, le=MAX_WORKER_BATCH, description="Workers upgraded at the same time"
+    )
     allow_downgrade: bool = Field(
         default=False, description="Allow a change to an older Talos or Kubernetes version (refused by default)"
     )
-    drain_timeout_minutes: int = Field(default=10, ge=1, description="How long draining a node may take")
+    drain_timeout_minutes: int = Field(
+        default=10, ge=1, le=MAX_TIMEOUT_MINUTES, description="How long draining a node may take"
+    )
     health_timeout_minutes: int = Field(
-        default=15, ge=1, description="How long a node and the cluster may take to report healthy after a step"
+        default=15,
+        ge=1,
+        le=MAX_TIMEOUT_MINUTES,
+        description="How long a node and the cluster may take to report healthy after a step",
     )
 
 
@@ -392,14 +528,15 @@ class Matchbox(Model):
     (https://matchbox.psdn.io/). Its gRPC API needs a client certificate."""
 
     endpoint: str = Field(description="matchbox gRPC API, host:port (e.g. matchbox.lan:8081)")
-    ca: str = Field(description="Name of the secret holding the matchbox CA certificate (PEM)")
-    client_cert: str = Field(description="Name of the secret holding the client certificate (PEM)")
-    client_key: str = Field(description="Name of the secret holding the client key (PEM)")
+    ca: SecretName = Field(description="Name of the secret holding the matchbox CA certificate (PEM)")
+    client_cert: SecretName = Field(description="Name of the secret holding the client certificate (PEM)")
+    client_key: SecretName = Field(description="Name of the secret holding the client key (PEM)")
 
     @model_validator(mode="after")
     def _host_port(self) -> Matchbox:
         host, _, port = self.endpoint.rpartition(":")
-        if not host or not port.isdigit():
+        valid_host = (host.startswith("[") and host.endswith("]")) or bool(_HOSTNAME.match(host))
+        if not valid_host or not port.isdigit() or len(port) > 5 or not 1 <= int(port) <= 65535:
             raise RuleError(("endpoint",), f"{self.endpoint!r} is not host:port; write it like matchbox.lan:8081")
         return self
 
@@ -420,17 +557,21 @@ class MetalSource(Model):
 
 class DataDisk(Model):
     name: DnsLabel = Field(description="Disk name: also its serial, so Talos volume selectors can find it")
-    size_gib: int = Field(ge=1, description="Size in GiB")
+    size_gib: int = Field(ge=1, le=MAX_DISK_GIB, description="Size in GiB")
 
 
 class VmSpec(Model):
     """VM sizing; any field left out falls back to the next layer (node -> cluster role -> fleet
     role -> built-in default)."""
 
-    cpus: int | None = Field(default=None, ge=1, description="vCPUs")
-    memory_mib: int | None = Field(default=None, ge=1, description="Memory in MiB")
-    disk_gib: int | None = Field(default=None, ge=1, description="System disk in GiB (Talos installs here)")
-    data_disks: tuple[DataDisk, ...] | None = Field(default=None, description="Extra disks, e.g. for storage")
+    cpus: int | None = Field(default=None, ge=1, le=MAX_CPUS, description="vCPUs")
+    memory_mib: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MIB, description="Memory in MiB")
+    disk_gib: int | None = Field(
+        default=None, ge=1, le=MAX_DISK_GIB, description="System disk in GiB (Talos installs here)"
+    )
+    data_disks: tuple[DataDisk, ...] | None = Field(
+        default=None, max_length=MAX_DATA_DISKS, description="Extra disks, e.g. for storage"
+    )
 
     @model_validator(mode="after")
     def _unique_disks(self) -> VmSpec:
@@ -460,7 +601,9 @@ class ManagedNetwork(Model):
     cidr: CidrStr = Field(description="e.g. 10.17.3.0/24")
     gateway: IpStr = Field(description="The host's address on the network: gateway, DHCP and DNS server")
     dns: tuple[IpStr, ...] = Field(
-        default=(), description="Upstream DNS servers the network's resolver forwards to (default: the host's)"
+        default=(),
+        max_length=MAX_LIST,
+        description="Upstream DNS servers the network's resolver forwards to (default: the host's)",
     )
 
     @model_validator(mode="after")
@@ -472,7 +615,7 @@ class ManagedNetwork(Model):
 
 class LibvirtNetwork(Model):
     managed: ManagedNetwork | None = Field(default=None, description="A network talos-fleet creates (NAT/routed)")
-    bridge: str | None = Field(default=None, description="An existing host bridge, e.g. br0 (static addressing)")
+    bridge: LinkStr | None = Field(default=None, description="An existing host bridge, e.g. br0 (static addressing)")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> LibvirtNetwork:
@@ -490,12 +633,12 @@ class LibvirtSource(Model):
 
     kind: Literal["libvirt"]
     uri: LibvirtUri = Field(description="libvirt URI: qemu:///system or qemu+ssh://user@host/system")
-    pool: str = Field(default="default", description="Existing storage pool (directory pool) for disks and media")
+    pool: NameStr = Field(default="default", description="Existing storage pool (directory pool) for disks and media")
     network: LibvirtNetwork
-    firmware: str = Field(
+    firmware: PathStr = Field(
         default="/usr/share/OVMF/OVMF_CODE_4M.fd", description="OVMF UEFI code on the hypervisor (Debian/Ubuntu path)"
     )
-    nvram_template: str = Field(
+    nvram_template: PathStr = Field(
         default="/usr/share/OVMF/OVMF_VARS_4M.fd", description="OVMF variables template, copied per VM"
     )
     # Talos needs x86-64-v2 and the VMs run with host-passthrough CPUs: amd64 hosts only here.
@@ -531,7 +674,7 @@ class Endpoint(Model):
     address that already reaches them (DNS name, load balancer, or a single node's own IP)."""
 
     vip: IpStr | None = Field(default=None, description="Layer 2 VIP on the cluster network")
-    host: str | None = Field(default=None, description="DNS name or IP of a load balancer / the node")
+    host: HostStr | None = Field(default=None, description="DNS name or IP of a load balancer / the node")
     port: int = Field(default=6443, ge=1, le=65535)
 
     @model_validator(mode="after")
@@ -555,12 +698,16 @@ class Endpoint(Model):
 class ClusterNetwork(Model):
     cidr: CidrStr = Field(description="The nodes' L2 network, e.g. 192.168.10.0/24")
     gateway: IpStr | None = Field(default=None, description="Default gateway for static addressing")
-    nameservers: tuple[IpStr, ...] = Field(default=(), description="DNS servers (default: from DHCP)")
+    nameservers: tuple[IpStr, ...] = Field(
+        default=(), max_length=MAX_LIST, description="DNS servers (default: from DHCP)"
+    )
     addressing: Literal["static", "dhcp"] = Field(
         default="dhcp",
         description="static: each node's address goes into its own patch; dhcp: a reservation serves it",
     )
-    link: str | None = Field(default=None, description="Interface name carrying the address and the VIP, e.g. enp1s0")
+    link: LinkStr | None = Field(
+        default=None, description="Interface name carrying the address and the VIP, e.g. enp1s0"
+    )
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -584,7 +731,7 @@ class KubePrism(Model):
 
 
 class StaticKey(Model):
-    static: str = Field(description="Name of a passphrase under talos-fleet:secrets")
+    static: SecretName = Field(description="Name of a passphrase under talos-fleet:secrets")
 
 
 def _encryption_key(value: Any) -> Any:
@@ -604,8 +751,12 @@ EncryptionKey = Annotated[Literal["nodeID", "tpm"] | StaticKey, BeforeValidator(
 class DiskEncryption(Model):
     """LUKS2 encryption of the STATE and EPHEMERAL volumes; key slots in the order given."""
 
-    state: tuple[EncryptionKey, ...] = Field(default=(), description="Keys for STATE (machine config)")
-    ephemeral: tuple[EncryptionKey, ...] = Field(default=(), description="Keys for EPHEMERAL (/var)")
+    state: tuple[EncryptionKey, ...] = Field(
+        default=(), max_length=MAX_LIST, description="Keys for STATE (machine config)"
+    )
+    ephemeral: tuple[EncryptionKey, ...] = Field(
+        default=(), max_length=MAX_LIST, description="Keys for EPHEMERAL (/var)"
+    )
 
     def secret_names(self) -> list[str]:
         return [k.static for k in (*self.state, *self.ephemeral) if isinstance(k, StaticKey)]
@@ -629,13 +780,13 @@ Defaults.model_rebuild()
 
 class Node(Model):
     role: Role
-    source: str = Field(description="Name of a machine source under talos-fleet:sources")
+    source: str = Field(max_length=MAX_NAME, description="Name of a machine source under talos-fleet:sources")
     address: AddressStr = Field(
         description="The node's IP (optionally with prefix): Talos is reached here, in maintenance "
         "mode before install and on the same address after"
     )
     gateway: IpStr | None = Field(default=None, description="Overrides the cluster network's gateway")
-    link: str | None = Field(default=None, description="Overrides the cluster network's link")
+    link: LinkStr | None = Field(default=None, description="Overrides the cluster network's link")
     addressing: Literal["static", "dhcp"] | None = Field(
         default=None, description="Overrides the cluster network's addressing"
     )
@@ -672,7 +823,8 @@ class Cluster(Model):
     nodes: dict[DnsLabel, Node]
 
     def nodes_of(self, role: Role) -> list[tuple[str, Node]]:
-        """Nodes of a role in stack-file order: the first control plane bootstraps etcd."""
+        """Nodes of a role in hostname order (the loader sorts every mapping, as the engine hands
+        them over): the first control plane bootstraps etcd."""
         return [(h, n) for h, n in self.nodes.items() if n.role == role]
 
     def addressing_of(self, node: Node) -> Literal["static", "dhcp"]:
@@ -769,9 +921,9 @@ class Fleet(Model):
 
     defaults: Defaults
     sources: dict[DnsLabel, Source] = Field(description="Machine sources by name")
-    secrets: dict[str, SecretValue] = Field(
+    secrets: dict[SecretName, SecretValue] = Field(
         default_factory=dict,
-        description="Secret values by name; set each with `pulumi config set --secret --path`",
+        description="Secret values by name; set each with `make secret STACK=<stack> NAME=<name>`",
     )
     clusters: dict[DnsLabel, Cluster]
 
@@ -850,7 +1002,7 @@ class Fleet(Model):
                     raise RuleError(
                         ("clusters", cname, "diskEncryption"),
                         f"secret {secret!r} is not defined; set it with "
-                        f"`pulumi config set --secret --path 'talos-fleet:secrets.{secret}' <value>`",
+                        f"`make secret STACK=<stack> NAME={secret}` (the value is read from standard input)",
                     )
             for host, node in cluster.nodes.items():
                 if node.source not in self.sources:
@@ -862,7 +1014,21 @@ class Fleet(Model):
                     )
         self._check_sources()
         self._check_unique()
+        self._check_rendered_size()
         return self
+
+    def _check_rendered_size(self) -> None:
+        total = 0
+        for cname, cluster in self.clusters.items():
+            total += sum(_weight(p) for role in ROLES for p in (*cluster.patches, *self.role_patches(cluster, role)))
+            total += sum(_weight(p) for node in cluster.nodes.values() for p in node.patches)
+            if total > MAX_RENDERED:
+                raise RuleError(
+                    ("clusters", cname, "patches"),
+                    f"the patches the fleet's nodes receive add up to more than {MAX_RENDERED:,} values once "
+                    "rendered (a fleet-wide patch counts once per cluster and role, text once per 32 "
+                    "characters), the limit; serve big manifests from a URL (cluster.extraManifests) instead",
+                )
 
     def _check_sources(self) -> None:
         for sname, source in self.sources.items():
@@ -872,7 +1038,7 @@ class Fleet(Model):
                         raise RuleError(
                             ("sources", sname, "matchbox", key),
                             f"secret {secret!r} is not defined; set it with "
-                            f"`pulumi config set --secret --path '{NAMESPACE}:secrets.{secret}' < file.pem`",
+                            f"`make secret STACK=<stack> NAME={secret} < file.pem`",
                         )
         for cname, cluster in self.clusters.items():
             on_libvirt = False

@@ -78,14 +78,18 @@ def installer_for(schematic_id: str, version: str, arch: str) -> str:
 
 
 def factory_urls(schematic_id: str, version: str, arch: str) -> dict[str, str]:
-    """What get_urls answers, shaped like the factory's URLs (FACTS.md), all distinct per input."""
+    """What get_urls answers for platform metal: the provider formats them itself, without asking
+    the factory (siderolabs/terraform-provider-talos v0.11.0:pkg/talos/talos_image_factory_urls_data_source.go,
+    default base https://factory.talos.dev from pkg/talos/provider.go), with Talos' file names
+    (siderolabs/talos v1.13.9:pkg/machinery/platforms/platforms.go). The installer keeps a
+    `#arch` suffix here so tests can tell architectures apart (the real one has none)."""
     image = f"https://factory.talos.dev/image/{schematic_id}/{version}"
-    pxe = f"https://pxe.factory.talos.dev/image/{schematic_id}/{version}"
     return {
         "installer": installer_for(schematic_id, version, arch),
         "iso": f"{image}/metal-{arch}.iso",
-        "kernel": f"{pxe}/kernel-{arch}",
-        "initramfs": f"{pxe}/initramfs-{arch}.xz",
+        "pxe": f"https://pxe.factory.talos.dev/pxe/{schematic_id}/{version}/metal-{arch}",
+        "kernel": f"{image}/kernel-{arch}",
+        "initramfs": f"{image}/initramfs-{arch}.xz",
     }
 
 
@@ -269,7 +273,8 @@ def plaintext_strings(value: Any) -> Iterator[str]:
 
 def fixture_header(path: Path) -> dict[str, str]:
     """A fixture's `# expect-<what>: <value>` comment lines, by `expect-<what>`."""
-    lines = path.read_text().splitlines()
+    # Bytes decoded leniently: a fixture may be a file that is not UTF-8 (after its header).
+    lines = path.read_bytes().decode("utf-8", "replace").splitlines()
     return dict(line[2:].split(": ", 1) for line in lines if line.startswith("# expect-"))
 
 

@@ -118,7 +118,7 @@ def test_engine_secret_outside_the_secrets_key_is_refused() -> None:
     with pytest.raises(SpecError) as raised:
         load_pulumi_config(config, ["talos-fleet:clusters"])
     assert raised.value.problems[0].path == "talos-fleet:clusters"
-    assert "only talos-fleet:secrets may hold secret values" in raised.value.problems[0].message
+    assert "secret values belong under talos-fleet:secrets" in raised.value.problems[0].message
 
 
 def test_secret_values_never_appear_in_reports_or_reprs() -> None:
