@@ -86,7 +86,7 @@ class TalosCluster(pulumi.ComponentResource):
                 plan=plan,
                 installers=args.installers,
                 addresses=addresses,
-                client_configuration=client_configuration,
+                machine_secrets=machine_secrets,
             ),
             opts=child,
         )

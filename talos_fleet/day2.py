@@ -6,18 +6,23 @@ Each step is one `local.Command` of `components/cluster_operations.py`:
                         against the versions it recorded last time) before any node is touched
     record-node         a node's first creation: records its target, touches nothing (a new node
                         installs the target image directly)
-    upgrade-node        a node's update: health check, cordon, drain, `talosctl upgrade`, wait for
-                        the node at the target, health check, uncordon; skips a node already there
+    upgrade-node        a node's update: health check, cordon, drain, `talosctl upgrade --drain=false`,
+                        wait for the node at the target, uncordon, health check; skips a node already
+                        there
     record-kubernetes   the cluster's first creation: records the Kubernetes target
     upgrade-kubernetes  `talosctl upgrade-k8s --to` once per cluster, then a health check
-    remove-node         a node's deletion: drain, graceful reset (leaves etcd), delete the Node
+    remove-node         a node's deletion: drain, graceful reset (leaves etcd), delete the Node; with
+                        TALOS_FLEET_DESTROY=1 in the operator's environment (`make destroy`), only a
+                        best-effort reset that never blocks the teardown
 
 Inputs come from the environment (plain, node-local facts: no secret) and stdin (the cluster's
-Talos client credentials, a Pulumi secret). Credentials are written to files of mode 0600 in a
-private temporary directory for talosctl and kubectl and removed when the step ends; nothing
+Talos OS certificate authority, a Pulumi secret that never changes). Each step mints its own
+short-lived os:admin client certificate with `talosctl gen key/csr/crt`, so the provider renewing
+its client certificate changes no step's inputs. Credentials live in files of mode 0600 in a
+private temporary directory, removed when the step ends (the CA key right after minting); nothing
 secret is ever in a command line or printed. Progress goes to stderr; the last line on stdout is
-the step's JSON record, which pulumi-command keeps (as a secret output) and hands back to the
-next update as PULUMI_COMMAND_STDOUT.
+the step's JSON record, which pulumi-command keeps (as a secret output) and hands back to the next
+update as PULUMI_COMMAND_STDOUT.
 
 Standard library only (plus the pure `versions` module): it runs with whatever `python3` the
 Pulumi CLI finds, not the project's virtualenv.
@@ -25,7 +30,10 @@ Pulumi CLI finds, not the project's virtualenv.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -39,9 +47,18 @@ from dataclasses import dataclass
 from talos_fleet import versions
 
 PREFIX = "TALOS_FLEET_"
+# Set by `make destroy` in the operator's environment; pulumi-command hands a local command the
+# provider's whole process environment plus its own `environment` input
+# (pulumi/pulumi-command v1.2.1: provider/pkg/provider/local/commandOutputs.go), and the Pulumi
+# CLI starts providers with its own environment (pulumi/pulumi v3.259.0:
+# sdk/go/common/resource/plugin/provider_plugin.go). It is no input, so setting it changes nothing
+# Pulumi diffs.
+DESTROY_ENV = PREFIX + "DESTROY"
 TALOSCTL_INSTALL = "https://www.talos.dev/v1.13/talos-guides/install/talosctl/"
 KUBECTL_INSTALL = "https://kubernetes.io/docs/tasks/tools/#kubectl"
 POLL_SECONDS = 10.0
+# Teardown never waits long on a machine that may be gone.
+DESTROY_CALL_SECONDS = 60.0
 
 
 class StepError(Exception):
@@ -75,6 +92,13 @@ class Env:
             return None
         return record if isinstance(record, dict) else None
 
+    def certificate_hours(self) -> int:
+        """How long the step's client certificate must last: the longest a step can take (health,
+        drain, upgrade, wait, health), rounded up, plus an hour."""
+        health = int(self.values.get(PREFIX + "HEALTH_TIMEOUT_MINUTES") or 15)
+        drain = int(self.values.get(PREFIX + "DRAIN_TIMEOUT_MINUTES") or 10)
+        return math.ceil((4 * health + drain) / 60) + 1
+
 
 def log(message: str) -> None:
     print(f"talos-fleet: {message}", file=sys.stderr, flush=True)
@@ -96,56 +120,115 @@ def require(tool: str, install: str) -> str:
 
 @dataclass(frozen=True)
 class Tools:
-    """talosctl and kubectl with the step's private credentials."""
+    """talosctl and kubectl with the step's private credentials. Every node is reached through
+    `endpoint` with the node in `--nodes`: a control plane's apid proxies to any node, and the
+    control-plane-only APIs (kubeconfig, health, etcd members) answer there."""
 
     environ: Mapping[str, str]
+    endpoint: str
+    timeout: float | None = None
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         log("$ " + " ".join(args))
         # Drain, upgrade and health carry their own timeouts from the upgrade policy.
-        done = subprocess.run(args, env=dict(self.environ), capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(
+                args, env=dict(self.environ), capture_output=True, text=True, check=False, timeout=self.timeout
+            )
+        except subprocess.TimeoutExpired:
+            raise StepError(f"{' '.join(args[:3])} did not answer within {self.timeout:.0f} s") from None
         if check and done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise StepError(f"{' '.join(args[:3])} failed (exit {done.returncode}): " + " / ".join(detail))
         return done
 
     def talosctl(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        # Always the node's own address as endpoint: never the VIP, which moves during upgrades.
-        return self.run("talosctl", "--nodes", node, "--endpoints", node, *args, check=check)
+        # Never the VIP as endpoint: it moves during upgrades and needs etcd.
+        return self.run("talosctl", "--nodes", node, "--endpoints", self.endpoint, *args, check=check)
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("kubectl", *args, check=check)
 
 
+def _base64(value: object) -> str:
+    # talosctl decodes talosconfig credentials as standard base64 and refuses anything else
+    # (siderolabs/talos v1.13.9: pkg/machinery/client/connection.go).
+    text = str(value)
+    base64.b64decode(text, validate=True)
+    return text
+
+
+def stdin_credentials(stdin: str) -> tuple[tuple[str, str] | None, tuple[str, str, str] | None]:
+    """Either the OS CA (certificate, key) to mint a client certificate from, or, as stored by
+    talos-fleet releases before it sent the CA, a ready client configuration (CA, certificate,
+    key): a node removed in the same `pulumi up` that moves to this release is deleted with the
+    stdin its last run stored. All base64 PEM, as the provider keeps them."""
+    try:
+        document = json.loads(stdin)
+        if "osCa" in document:
+            return (_base64(document["osCa"]["cert"]), _base64(document["osCa"]["key"])), None
+        keys = ("caCertificate", "clientCertificate", "clientKey")
+        ca, crt, key = (_base64(document[k]) for k in keys)
+        return None, (ca, crt, key)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise StepError(
+            "the Talos CA on stdin is missing or not base64; this step is run by pulumi up, not by hand"
+        ) from None
+
+
 @contextmanager
-def credentials(env: Env, stdin: str, kubernetes: bool) -> Iterator[Tools]:
-    """talosctl (and kubectl) configured from the stdin credentials, in a private directory that
-    is removed afterwards, whatever happens."""
+def credentials(env: Env, stdin: str, kubernetes: bool, endpoint: str | None = None) -> Iterator[Tools]:
+    """talosctl (and kubectl) with a client certificate minted for this step, in a private
+    directory that is removed afterwards, whatever happens."""
     require("talosctl", TALOSCTL_INSTALL)
     if kubernetes:
         require("kubectl", KUBECTL_INSTALL)
-    try:
-        client = json.loads(stdin)
-        ca, crt, key = client["caCertificate"], client["clientCertificate"], client["clientKey"]
-    except (ValueError, KeyError, TypeError):
-        raise StepError("the Talos client credentials on stdin are missing or malformed") from None
-    cluster, control_plane = env.get("CLUSTER"), env.get("CONTROL_PLANE")
+    authority, legacy = stdin_credentials(stdin)
+    cluster, endpoint = env.get("CLUSTER"), endpoint or env.get("CONTROL_PLANE")
+    timeout = DESTROY_CALL_SECONDS if env.flag("DESTROY") else None
     directory = tempfile.mkdtemp(prefix="talos-fleet-")  # mode 0700
     try:
+        if authority is not None:
+            ca_cert, ca_key = authority
+            crt, key = _mint_client_certificate(directory, ca_cert, ca_key, env.certificate_hours())
+        else:
+            assert legacy is not None
+            ca_cert, crt, key = legacy
         talosconfig = os.path.join(directory, "talosconfig")
-        context = {"endpoints": [control_plane], "nodes": [control_plane], "ca": ca, "crt": crt, "key": key}
+        context = {"endpoints": [endpoint], "nodes": [endpoint], "ca": ca_cert, "crt": crt, "key": key}
         _write_private(talosconfig, json.dumps({"context": cluster, "contexts": {cluster: context}}))
         environ = {**os.environ, "TALOSCONFIG": talosconfig}
-        tools = Tools(environ)
+        tools = Tools(environ, endpoint, timeout)
         if kubernetes:
             kubeconfig = os.path.join(directory, "kubeconfig")
             _write_private(kubeconfig, "")
-            tools.talosctl(control_plane, "kubeconfig", kubeconfig, "--force", "--merge=false")
+            # Kubeconfig is a control-plane API: asked at the endpoint, a control plane.
+            tools.talosctl(endpoint, "kubeconfig", kubeconfig, "--force", "--merge=false")
             os.chmod(kubeconfig, 0o600)
-            tools = Tools({**environ, "KUBECONFIG": kubeconfig})
+            tools = Tools({**environ, "KUBECONFIG": kubeconfig}, endpoint, timeout)
         yield tools
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _mint_client_certificate(directory: str, ca_cert: str, ca_key: str, hours: int) -> tuple[str, str]:
+    """An os:admin client certificate valid for `hours`, signed by the cluster's OS CA, as base64
+    PEM. `talosctl gen key` writes `<name>.key`; `gen csr --key K` writes K minus `.key` plus
+    `.csr`; `gen crt --ca BASE` reads `BASE.crt` and `BASE.key` and writes `<name>.crt`
+    (siderolabs/talos v1.13.9: cmd/talosctl/cmd/mgmt/gen/key.go, csr.go, crt.go, gen.go)."""
+    ca, admin = os.path.join(directory, "ca"), os.path.join(directory, "admin")
+    _write_private(ca + ".crt", base64.b64decode(ca_cert).decode())
+    _write_private(ca + ".key", base64.b64decode(ca_key).decode())
+    tools = Tools(os.environ, "")
+    try:
+        tools.run("talosctl", "gen", "key", f"--name={admin}")
+        # --ip is required by gen csr; the address only lands in the SANs, which client auth ignores.
+        tools.run("talosctl", "gen", "csr", f"--key={admin}.key", "--ip=127.0.0.1", "--roles=os:admin")
+        tools.run("talosctl", "gen", "crt", f"--ca={ca}", f"--csr={admin}.csr", f"--name={admin}", f"--hours={hours}")
+    finally:
+        os.remove(ca + ".key")  # the CA key is on disk only while signing
+    with open(admin + ".crt", "rb") as crt, open(admin + ".key", "rb") as key:
+        return base64.b64encode(crt.read()).decode(), base64.b64encode(key.read()).decode()
 
 
 def _write_private(path: str, text: str) -> None:
@@ -158,20 +241,38 @@ def _write_private(path: str, text: str) -> None:
 # What a node runs
 
 
-def tag(output: str) -> versions.Version:
-    """The first `Tag:` of `talosctl version --short` output."""
-    for line in output.splitlines():
-        name, _, value = line.strip().partition(":")
-        if name == "Tag":
-            return versions.parse_version(value.strip())
-    raise StepError("could not read a Talos version from talosctl version")
+def _version(text: str, whose: str) -> versions.Version:
+    try:
+        return versions.parse_version(text)
+    except ValueError:
+        raise StepError(
+            f"{whose} reports Talos {text!r}; talos-fleet compares released versions (vX.Y.Z) only, not "
+            "pre-releases such as v1.14.0-beta.1. Use a released talosctl and Talos image"
+        ) from None
 
 
-def server_version(output: str) -> versions.Version:
-    """The node's Talos version: the Tag in the `Server:` section."""
+def client_version(output: str) -> versions.Version:
+    """`talosctl version --client --short`: `Client:`, then name and tag (`Talos v1.13.9`) on one
+    line (siderolabs/talos v1.13.9: cmd/talosctl/cmd/talos/version.go prints `Client:` then
+    pkg/machinery/version/version.go Short(), "<Name> <Tag>")."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if "Client:" in lines and lines.index("Client:") + 1 < len(lines):
+        words = lines[lines.index("Client:") + 1].split()
+        if len(words) == 2:
+            return _version(words[1], "talosctl")
+    raise StepError("could not read the talosctl version from `talosctl version --client --short`")
+
+
+def server_version(output: str, node: str) -> versions.Version:
+    """The node's Talos version: the `Tag:` line of the `Server:` section, which is always the long
+    form (version.go: PrintLongVersionFromExisting, whatever --short says)."""
     if "Server:" not in output:
         raise StepError("talosctl version printed no Server section")
-    return tag(output.split("Server:", 1)[1])
+    for line in output.split("Server:", 1)[1].splitlines():
+        name, _, value = line.strip().partition(":")
+        if name == "Tag":
+            return _version(value.strip(), f"{node}")
+    raise StepError(f"could not read {node}'s Talos version from talosctl version")
 
 
 def schematic_of(output: str) -> str | None:
@@ -209,24 +310,28 @@ def wait_until(check: Callable[[], bool], env: Env, what: str) -> None:
 
 
 def _node_state(tools: Tools, node: str) -> tuple[versions.Version, str | None]:
-    version = server_version(tools.talosctl(node, "version", "--short").stdout)
+    version = server_version(tools.talosctl(node, "version", "--short").stdout, node)
     extensions = tools.talosctl(node, "get", "extensions", "--output", "json", check=False)
     return version, schematic_of(extensions.stdout) if extensions.returncode == 0 else None
 
 
 def _runs(tools: Tools, node: str, target: versions.Version, schematic: str) -> bool:
+    """The node runs the target; an image that does not show its schematic is taken at its word
+    here, where this step has just installed (or recorded) the installer."""
     version, running_schematic = _node_state(tools, node)
     return version == target and running_schematic in (schematic, None)
 
 
 def _healthy(tools: Tools, env: Env) -> None:
-    """The whole cluster, checked from the first control plane (etcd, API, every node Ready)."""
+    """The whole cluster, checked server-side on the first control plane (etcd, API, every node
+    Ready and schedulable: siderolabs/talos v1.13.9 pkg/cluster/check/default.go). So it only
+    runs while no node of this step is cordoned."""
     minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
     tools.talosctl(env.get("CONTROL_PLANE"), "health", f"--wait-timeout={minutes}m")
 
 
 def _check_talosctl_client(tools: Tools, target: versions.Version) -> None:
-    client = tag(tools.run("talosctl", "version", "--client", "--short").stdout)
+    client = client_version(tools.run("talosctl", "version", "--client", "--short").stdout)
     if client.minor_key < target.minor_key:
         raise StepError(
             f"talosctl {client} is older than the target Talos {target}; install talosctl "
@@ -244,51 +349,113 @@ def record_node(env: Env, stdin: str) -> dict[str, str]:
 
 def upgrade_node(env: Env, stdin: str) -> dict[str, str]:
     node, host = env.get("NODE"), env.get("HOSTNAME")
-    target, installer = versions.parse_version(env.get("TALOS_VERSION")), env.get("INSTALLER")
+    target, installer = _version(env.get("TALOS_VERSION"), "the stack"), env.get("INSTALLER")
     schematic = installer_schematic(installer)
-    # Image Factory installs carry their schematic id as an extension; if a node does not show
-    # one, this step's own record says whether it already upgraded the node to this installer.
-    done_before = (env.previous() or {}).get("installer") == installer
+    if env.previous() == node_record(env):
+        # Only an input other than the target changed (the CA, the policy, the command's
+        # directory): this step already brought the node here. A failed run never records.
+        with credentials(env, stdin, kubernetes=False) as tools:
+            if _runs(tools, node, target, schematic):
+                log(f"{host}: already upgraded to Talos {target} by this step: nothing to do")
+                return node_record(env)
     with credentials(env, stdin, kubernetes=True) as tools:
         running, running_schematic = _node_state(tools, node)
-        if running == target and (running_schematic == schematic or (running_schematic is None and done_before)):
+        if (running, running_schematic) == (target, schematic):
             log(f"{host} already runs Talos {target} with schematic {schematic[:12]}: no upgrade")
-            # A previous run may have stopped after the upgrade: finish its checks.
-            _healthy(tools, env)
+            # A previous run may have stopped after the upgrade: finish it.
             tools.kubectl("uncordon", host)
+            _healthy(tools, env)
             return node_record(env)
         problem = versions.talos_change_problem(running, target, env.flag("ALLOW_DOWNGRADE"))
         if problem:
             raise StepError(f"{host}: {problem}")
         _check_talosctl_client(tools, target)
         log(f"{host}: Talos {running} -> {target} ({installer}); checking the cluster first")
-        _healthy(tools, env)
-        _drain(tools, env, host)
-        minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
-        tools.talosctl(node, "upgrade", f"--image={installer}", "--wait", f"--timeout={minutes}m")
-        wait_until(lambda: _runs(tools, node, target, schematic), env, f"{host} running Talos {target}")
-        _healthy(tools, env)
+        # A failed earlier attempt may have left this node cordoned, which fails every health check.
         tools.kubectl("uncordon", host)
+        _healthy(tools, env)
+        with _cordoned(tools, host):
+            _drain(tools, env, host)
+            minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
+            # --drain=false: the drain above is the only one (talosctl's own would need a
+            # Kubernetes client through the endpoint, and it uncordons before our health check:
+            # siderolabs/talos v1.13.9 cmd/talosctl/cmd/talos/upgrade.go, drain.go).
+            tools.talosctl(node, "upgrade", f"--image={installer}", "--drain=false", "--wait", f"--timeout={minutes}m")
+            wait_until(lambda: _runs(tools, node, target, schematic), env, f"{host} running Talos {target}")
+        _healthy(tools, env)
         log(f"{host}: upgraded to Talos {target}; cluster healthy")
     return node_record(env)
 
 
+@contextmanager
+def _cordoned(tools: Tools, host: str) -> Iterator[None]:
+    """Cordoned inside, schedulable after, also when the step fails there: a node left cordoned
+    would fail every later health check, so no retry could pass its first check."""
+    try:
+        yield
+    except StepError:
+        if tools.kubectl("uncordon", host, check=False).returncode != 0:
+            log(f"{host} may still be cordoned: `kubectl uncordon {host}` failed")
+        raise
+    tools.kubectl("uncordon", host)
+
+
 def remove_node(env: Env, stdin: str) -> dict[str, str]:
+    if env.flag("DESTROY"):
+        return _teardown_node(env, stdin)
     node, host, role = env.get("NODE"), env.get("HOSTNAME"), env.get("ROLE")
     with credentials(env, stdin, kubernetes=True) as tools:
         reachable = tools.talosctl(node, "version", "--short", check=False).returncode == 0
         if not reachable and not env.flag("FORCE_REMOVE"):
             raise StepError(
                 f"{host} ({node}) does not answer, so it cannot be drained and reset. If the machine is "
-                f"gone for good, run `{PREFIX}FORCE_REMOVE=1 pulumi up` to only delete its Kubernetes Node"
+                f"gone for good, run `{PREFIX}FORCE_REMOVE=1 make up STACK=<the stack you are applying>` to only "
+                "delete its Kubernetes Node (to tear the whole stack down, `make destroy STACK=<stack>` never "
+                "waits for dead machines)"
             )
         if reachable:
-            _drain(tools, env, host)
             graceful = role != "controlplane" or _etcd_members(tools, node) > 1
+            with _cordoned_until_reset(tools, host):
+                # kubectl drains: it honours PodDisruptionBudgets within the policy's timeout
+                # and fails the step. The graceful reset's own drain then finds nothing to evict:
+                # it is best effort (5 minutes, failures only logged, the reset goes on:
+                # siderolabs/talos v1.13.9 internal/app/machined/pkg/runtime/v1alpha1/
+                # v1alpha1_sequencer.go Reset, pkg/kubernetes/kubernetes.go Drain).
+                _drain(tools, env, host)
             # Graceful: the node leaves etcd first. The last member has no one to leave to.
             tools.talosctl(node, "reset", f"--graceful={str(graceful).lower()}", "--reboot=false", "--wait")
         tools.kubectl("delete", "node", host, "--ignore-not-found")
         log(f"{host}: drained, reset and removed from Kubernetes")
+    return {"removed": host}
+
+
+@contextmanager
+def _cordoned_until_reset(tools: Tools, host: str) -> Iterator[None]:
+    """A drain that fails leaves the node in the cluster, so schedulable again."""
+    try:
+        yield
+    except StepError:
+        tools.kubectl("uncordon", host, check=False)
+        raise
+
+
+def _teardown_node(env: Env, stdin: str) -> dict[str, str]:
+    """`make destroy`: the whole cluster goes away, so nothing is drained, nothing waits for
+    Kubernetes, and nothing here can stop the teardown. A machine that answers is reset without
+    leaving etcd and rebooted, so bare metal comes back in maintenance mode, ready to be installed
+    again; a VM is deleted right after anyway. Reached at its own address: the control planes may
+    already be gone."""
+    node, host = env.get("NODE"), env.get("HOSTNAME")
+    try:
+        with credentials(env, stdin, kubernetes=False, endpoint=node) as tools:
+            if tools.talosctl(node, "version", "--short", check=False).returncode != 0:
+                log(f"{host} ({node}) does not answer: nothing to reset")
+            else:
+                # --wait=false: the reset request is accepted, then the machine wipes itself.
+                tools.talosctl(node, "reset", "--graceful=false", "--reboot", "--wait=false")
+                log(f"{host}: reset requested (wipes Talos, reboots into maintenance mode)")
+    except StepError as error:
+        log(f"{host}: teardown goes on without resetting it: {error}")
     return {"removed": host}
 
 
@@ -336,6 +503,10 @@ def record_kubernetes(env: Env, stdin: str) -> dict[str, str]:
 
 def upgrade_kubernetes(env: Env, stdin: str) -> dict[str, str]:
     target = versions.parse_version(env.get("KUBERNETES_VERSION"))
+    if env.previous() == record_kubernetes(env, stdin):
+        # Only an input other than the target changed; a failed run never records.
+        log(f"cluster {env.get('CLUSTER')}: Kubernetes {target} already reached by this step: nothing to do")
+        return record_kubernetes(env, stdin)
     control_plane = env.get("CONTROL_PLANE")
     with credentials(env, stdin, kubernetes=False) as tools:
         log(f"cluster {env.get('CLUSTER')}: Kubernetes -> {target}")

@@ -1,7 +1,7 @@
 """Day-2 graph under mocks, for every valid stack and mutated copies of it: the version gate, the
 node lifecycle commands in waves, the Kubernetes upgrade and how config generation waits for it.
 
-Expected orders are computed here from the stack file (control planes in file order, then
+Expected orders are computed here from the stack file (control planes in hostname order, then
 workers in batches), never read from the plan under test.
 """
 
@@ -18,10 +18,12 @@ import yaml
 
 from talos_fleet import day2
 from talos_fleet.loader import load_stack_file
-from tests.conftest import VALID_STACKS, stack_id
+from tests import harness
+from tests.conftest import ROOT, VALID_STACKS, stack_id
 from tests.harness import (
     FAKE_CLIENT_CONFIGURATION,
     FAKE_CREDENTIAL_STRINGS,
+    FAKE_MACHINE_SECRETS,
     Registration,
     Run,
     add_extension,
@@ -44,16 +46,20 @@ SECRETS = "talos:machine/secrets:Secrets"
 
 
 def commands(run: Run) -> dict[str, Registration]:
-    return {r.name: r for r in run.of_type(COMMAND)}
+    """The day-2 commands (other components run commands of their own)."""
+    texts = {day2.command(s) for s in day2.STEPS}
+    return {r.name: r for r in run.of_type(COMMAND) if r.inputs.get("create") in texts}
 
 
 def expected_waves(stack: Path, cname: str) -> list[list[str]]:
-    """Control planes one by one in file order, then workers in batches of the batch size."""
+    """Control planes one by one, then workers in batches of the batch size, in hostname order:
+    the engine hands structured config to the program as JSON with its map keys sorted (Go's
+    encoding/json), so file order cannot survive `pulumi up` (see talos_fleet/loader.py)."""
     document = yaml.safe_load(stack.read_text())["config"]
     cluster = document["talos-fleet:clusters"][cname]
     policy = cluster.get("upgrade") or document["talos-fleet:defaults"].get("upgrade") or {}
     size = policy.get("workerBatchSize", 1)
-    nodes = cluster["nodes"]
+    nodes = dict(sorted(cluster["nodes"].items()))
     cps = [[h] for h, n in nodes.items() if n["role"] == "controlplane"]
     workers = [h for h, n in nodes.items() if n["role"] == "worker"]
     return cps + [workers[i : i + size] for i in range(0, len(workers), size)]
@@ -99,7 +105,44 @@ def test_credentials_reach_commands_only_on_secret_stdin(valid_stack: Path) -> N
             assert "stdin" not in reg.inputs  # the gate needs no credentials
             continue
         assert is_secret(reg.inputs["stdin"]), name
-        assert json.loads(plain(reg.inputs["stdin"])) == FAKE_CLIENT_CONFIGURATION
+        # Only the OS CA, in the provider's camelCase machine-secrets shape: a renewed client
+        # certificate can never reach a step.
+        assert json.loads(plain(reg.inputs["stdin"])) == {"osCa": FAKE_MACHINE_SECRETS["certs"]["os"]}
+
+
+def test_a_renewed_client_certificate_changes_no_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider regenerates the client certificate and key in their last month
+    (siderolabs/terraform-provider-talos v0.11.0: pkg/talos/talos_machine_secrets_resource.go
+    ModifyPlan/Read); every changed input would be an update re-running every node's step."""
+    stack = ROOT / "stacks" / "Pulumi.homelab.yaml"
+    before = run_stack_file(stack)
+    renewed = {**FAKE_CLIENT_CONFIGURATION, "clientCertificate": "RENEWED-cert", "clientKey": "RENEWED-key"}
+    monkeypatch.setattr(harness, "FAKE_CLIENT_CONFIGURATION", renewed)
+    after = run_stack_file(stack)
+    # The renewal did reach the program (the applies use it) ...
+    applies = [plain(r.inputs["clientConfiguration"]) for r in after.of_type(APPLY)]
+    assert applies
+    assert all(a == renewed for a in applies)
+    # ... and no command.
+    old, new = commands(before), commands(after)
+    assert set(old) == set(new)
+    for name in old:
+        assert diffed_inputs(old[name]) == diffed_inputs(new[name]), name
+
+
+def test_commands_run_in_the_project_root_wherever_the_checkout_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pulumi starts the program and its providers in the project directory; `dir` points from
+    there to the directory `python3 -m talos_fleet.day2` imports from, as a relative path, so a
+    moved checkout changes no input (any input change would re-run the step)."""
+    stack = ROOT / "stacks" / "Pulumi.homelab.yaml"
+    for cwd in (ROOT, ROOT / "stacks"):
+        monkeypatch.chdir(cwd)
+        for name, reg in commands(run_stack_file(stack)).items():
+            directory = reg.inputs.get("dir")
+            assert isinstance(directory, str), name
+            assert not Path(directory).is_absolute(), (name, directory)
+            assert (cwd / directory).resolve() == ROOT, (name, directory)
+            assert (cwd / directory / "talos_fleet" / "day2.py").is_file()
 
 
 def test_lifecycles_run_in_waves_each_after_the_whole_previous_one(valid_stack: Path) -> None:
