@@ -16,6 +16,23 @@ one apply path serves both. A disk cloned from the nocloud image would be backed
 disk to the Talos version it was created with, and a version bump would replace either the base
 or the disks. With the ISO, node disks never depend on the Talos version: upgrades happen in
 place with `talosctl upgrade` (#4), and a new ISO only serves VMs created after it.
+
+ForceNew: a change to any of these Domain inputs destroys and recreates the VM (its volumes are
+separate resources and stay), per the schema in dmacvicar/terraform-provider-libvirt
+v0.8.1:libvirt/resource_libvirt_domain.go: `name`, `description`, `vcpu`, `memory`, `firmware`,
+`nvram` (`file`, `template`), `type` (left at its default), `disk` (the whole list), `cpu`,
+`console` (`type`, `target_port`, `target_type`) and `xml.xslt` (FORCE_NEW_DOMAIN_INPUTS, by
+their wire names). Each is derived only from the node's own stable facts (cluster, hostname,
+role, size, data disks) and its hypervisor's fixed settings (pool, firmware, NVRAM template):
+adding or removing another node, a Talos or Kubernetes version, a schematic or a patch never
+reaches them, and no text a code change might casually edit does (`domain_description` is
+frozen). The boot ISO in `disk` is ignored after creation. `network_interface`, `autostart`,
+`running`, `boot_device` and `qemu_agent` are not ForceNew.
+
+DHCP host entries: on a managed network the provider adds each NIC's (MAC, hostname, IP) to the
+network and never removes it (libvirt/network_def.go updateOrAddHost; resourceLibvirtDomainDelete
+does not touch the network), so a per-VM pulumi-command step (`talos_fleet.dhcp_hosts`) clears
+colliding stale entries before the VM is created and releases the VM's entry once it is deleted.
 """
 
 from __future__ import annotations
@@ -24,13 +41,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command as command
 import pulumi_libvirt as libvirt
 
+from components.cluster_operations import project_directory
 from components.wire import after
-from talos_fleet import naming
+from talos_fleet import dhcp_hosts, naming
 from talos_fleet.plan import HypervisorPlan, VmPlan
 
 GIB = 1024**3
+
+# The Domain inputs whose change replaces the VM (module docstring), as sent on the wire.
+FORCE_NEW_DOMAIN_INPUTS = (
+    "name",
+    "description",
+    "vcpu",
+    "memory",
+    "firmware",
+    "nvram",
+    "type",
+    "disks",
+    "cpu",
+    "consoles",
+    "xml",
+)
 
 
 @dataclass(frozen=True)
@@ -85,17 +119,42 @@ class LibvirtHypervisor(pulumi.ComponentResource):
 
         self.node_addresses = {}
         for vm in plan.vms:
-            domain = self._vm(vm, plan, network, isos[vm.boot_media], on_host)
+            entry = None if network is None else self._dhcp_entry(vm, plan, network)
+            domain = self._vm(vm, plan, network, entry, isos[vm.boot_media], on_host)
             # The address is known from the spec; reading it through the domain makes config apply
             # wait until the VM exists (and, on a managed network, holds its DHCP lease).
             self.node_addresses[vm.hostname] = after(domain, vm.ip)
         self.register_outputs({"nodeAddresses": self.node_addresses})
+
+    def _dhcp_entry(self, vm: VmPlan, plan: HypervisorPlan, network: libvirt.Network) -> command.local.Command:
+        """Clears stale entries colliding with this VM's before it is created; releases its entry
+        after it is deleted. Inputs are the node's own facts only: another node never updates it."""
+        return command.local.Command(
+            naming.vm_dhcp_entry(vm.cluster, vm.hostname),
+            create=dhcp_hosts.command("clear-stale"),
+            delete=dhcp_hosts.command("release"),
+            environment={
+                "TALOS_FLEET_LIBVIRT_URI": plan.uri,
+                # A data edge: the network exists first and is deleted only after the entry is released.
+                "TALOS_FLEET_NETWORK": network.name,
+                "TALOS_FLEET_HOSTNAME": vm.hostname,
+                "TALOS_FLEET_MAC": vm.mac,
+                "TALOS_FLEET_IP": vm.ip,
+            },
+            # pulumi-command runs in the provider's working directory unless `dir` is set
+            # (pulumi/pulumi-command v1.2.1:provider/pkg/provider/local/commandOutputs.go run);
+            # the same relative project root as the day-2 steps, so a moved checkout changes nothing.
+            dir=project_directory(),
+            logging=command.local.Logging.STDERR,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _vm(
         self,
         vm: VmPlan,
         plan: HypervisorPlan,
         network: libvirt.Network | None,
+        dhcp_entry: command.local.Command | None,
         iso: libvirt.Volume,
         on_host: pulumi.ResourceOptions,
     ) -> libvirt.Domain:
@@ -145,7 +204,7 @@ class LibvirtHypervisor(pulumi.ComponentResource):
         return libvirt.Domain(
             naming.vm_domain(vm.cluster, vm.hostname),
             name=domain_name,
-            description=f"Talos {vm.role} {vm.hostname} of cluster {vm.cluster} (managed by talos-fleet)",
+            description=domain_description(vm),
             machine="q35",
             firmware=plan.firmware,
             nvram=libvirt.DomainNvramArgs(
@@ -169,6 +228,9 @@ class LibvirtHypervisor(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 on_host,
                 pulumi.ResourceOptions(
+                    # Ordering only: the stale-entry check runs before the VM is created, and the
+                    # entry is released only after the VM is deleted (Pulumi deletes dependents first).
+                    depends_on=[dhcp_entry] if dhcp_entry is not None else [],
                     # vCPUs, memory, disks and the stylesheet are ForceNew in provider 0.8.1, and
                     # the domain's name is fixed: Pulumi's default (create the replacement first)
                     # would clash with the old domain's name. Its volumes are separate and stay.
@@ -187,6 +249,12 @@ class LibvirtHypervisor(pulumi.ComponentResource):
                 ),
             ),
         )
+
+
+def domain_description(vm: VmPlan) -> str:
+    """The domain's description: ForceNew, so every existing VM carries exactly this text and any
+    edit to it would replace every VM. Frozen: it names only the node's own stable facts."""
+    return f"Talos {vm.role} {vm.hostname} of cluster {vm.cluster} (managed by talos-fleet)"
 
 
 def domain_xslt(data_disks: tuple[str, ...]) -> str:

@@ -136,3 +136,8 @@ def media_key(talos_version: str, schematic: str, architecture: str) -> str:
     the key is known offline) and architecture. Equal media share one download per hypervisor."""
     digest = hashlib.sha256(schematic.encode()).hexdigest()[:10]
     return f"{talos_version.replace('.', '-')}-{digest}-{architecture}"
+
+
+def vm_dhcp_entry(cluster: str, hostname: str) -> str:
+    """The pulumi-command step that keeps a VM's DHCP host entry on a managed network clean."""
+    return f"{cluster}-{hostname}-dhcp"

@@ -16,13 +16,15 @@ import pytest
 import yaml
 from lxml import etree
 
-from components.libvirt_hypervisor import GIB, domain_xslt
-from talos_fleet import patches
+from components.libvirt_hypervisor import FORCE_NEW_DOMAIN_INPUTS, GIB, domain_xslt
+from talos_fleet import dhcp_hosts, patches
 from talos_fleet.loader import load_stack_file
 from talos_fleet.spec import LibvirtSource, MetalSource
 from tests.conftest import VALID_STACKS, stack_id
 from tests.harness import (
+    FAKE_CREDENTIAL_STRINGS,
     POOL_PATH,
+    ROOT,
     Registration,
     Run,
     add_extension,
@@ -34,6 +36,7 @@ from tests.harness import (
     is_secret,
     mutated_stack,
     plain,
+    plaintext_strings,
     run_stack_file,
 )
 
@@ -44,6 +47,7 @@ GROUP = "matchbox:index/group:Group"
 PROFILE = "matchbox:index/profile:Profile"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
 SECRETS = "talos:machine/secrets:Secrets"
+COMMAND = "command:local:Command"
 
 
 def _sources(path: Path) -> dict[str, Any]:
@@ -52,10 +56,19 @@ def _sources(path: Path) -> dict[str, Any]:
 
 LIBVIRT_STACKS = [p for p in VALID_STACKS if any(s["kind"] == "libvirt" for s in _sources(p).values())]
 PXE_STACKS = [p for p in VALID_STACKS if any("matchbox" in s for s in _sources(p).values())]
+MANAGED_NETWORK_STACKS = [
+    p for p in LIBVIRT_STACKS if any("managed" in s.get("network", {}) for s in _sources(p).values())
+]
 
 
 @pytest.fixture(params=LIBVIRT_STACKS, ids=stack_id)
 def libvirt_stack(request: pytest.FixtureRequest) -> Path:
+    path: Path = request.param
+    return path
+
+
+@pytest.fixture(params=MANAGED_NETWORK_STACKS, ids=stack_id)
+def managed_stack(request: pytest.FixtureRequest) -> Path:
     path: Path = request.param
     return path
 
@@ -72,6 +85,7 @@ def test_the_shipped_stacks_cover_both_network_kinds_and_pxe() -> None:
     kinds = {next(iter(s["network"])) for p in LIBVIRT_STACKS for s in _sources(p).values() if s["kind"] == "libvirt"}
     assert kinds == {"managed", "bridge"}
     assert PXE_STACKS
+    assert MANAGED_NETWORK_STACKS
 
 
 def _by_name(run: Run, type_: str) -> dict[str, Registration]:
@@ -201,6 +215,123 @@ def test_removing_a_node_changes_no_other_vm(libvirt_stack: Path, tmp_path: Path
     for urn, reg in after.items():
         if reg.type.startswith("libvirt:"):
             assert before[urn].inputs == reg.inputs, f"{reg.name} changed when {host} was removed"
+
+
+# ---------------------------------------------------------------------------------------------
+# What replaces a VM: the domain's ForceNew inputs
+
+
+def _add_vm(document: dict[str, Any]) -> None:
+    """Another worker VM next to the first cluster's VMs, at a free address."""
+    clusters = document["config"]["talos-fleet:clusters"]
+    sources = document["config"]["talos-fleet:sources"]
+    cluster = next(
+        c for c in clusters.values() if any(sources[n["source"]]["kind"] == "libvirt" for n in c["nodes"].values())
+    )
+    source = next(n["source"] for n in cluster["nodes"].values() if sources[n["source"]]["kind"] == "libvirt")
+    used = {n["address"].split("/")[0] for c in clusters.values() for n in c["nodes"].values()}
+    prefix = cluster["network"]["cidr"].rsplit(".", 1)[0]
+    address = next(f"{prefix}.{i}" for i in range(200, 250) if f"{prefix}.{i}" not in used)
+    cluster["nodes"]["added-vm"] = {"role": "worker", "source": source, "address": address}
+
+
+def _bump_kubernetes(document: dict[str, Any]) -> None:
+    document["config"]["talos-fleet:defaults"]["kubernetesVersion"] = "v1.36.4"
+
+
+def _patch_every_cluster(document: dict[str, Any]) -> None:
+    for cluster in document["config"]["talos-fleet:clusters"].values():
+        cluster["patches"] = [*cluster.get("patches", []), {"machine": {"sysctls": {"vm.max_map_count": "262144"}}}]
+
+
+def _force_new(reg: Registration) -> dict[str, Any]:
+    inputs = diffed_inputs(reg)
+    return {key: inputs.get(key) for key in FORCE_NEW_DOMAIN_INPUTS}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_add_vm, bump_talos, add_extension, _bump_kubernetes, _patch_every_cluster],
+    ids=["another-vm", "talos-version", "extension", "kubernetes-version", "cluster-patch"],
+)
+def test_no_force_new_domain_input_moves_unless_the_node_itself_does(
+    libvirt_stack: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
+) -> None:
+    """A ForceNew input (provider v0.8.1 schema) that read anything but the node's own facts would
+    replace VMs on changes that are not about them."""
+    before = _by_name(run_stack_file(libvirt_stack), DOMAIN)
+    after = _by_name(run_stack_file(mutated_stack(libvirt_stack, tmp_path, change)), DOMAIN)
+    assert before
+    for name, domain in before.items():
+        assert _force_new(after[name]) == _force_new(domain), f"{name} would be replaced"
+
+
+def test_domain_descriptions_are_the_text_every_deployed_vm_carries(libvirt_stack: Path) -> None:
+    """`description` is ForceNew: the text is a contract with VMs that already exist, not wording."""
+    fleet = load_stack_file(libvirt_stack)
+    domains = _by_name(run_stack_file(libvirt_stack), DOMAIN)
+    for cname, host, node in fleet.all_nodes():
+        if isinstance(fleet.sources[node.source], LibvirtSource):
+            deployed = f"Talos {node.role} {host} of cluster {cname} (managed by talos-fleet)"
+            assert domains[f"{cname}-{host}"].inputs["description"] == deployed
+
+
+# ---------------------------------------------------------------------------------------------
+# DHCP host entries on managed networks
+
+
+def _managed_vms(path: Path) -> list[tuple[str, str, Any, LibvirtSource]]:
+    fleet = load_stack_file(path)
+    found = []
+    for cname, host, node in fleet.all_nodes():
+        source = fleet.sources[node.source]
+        if isinstance(source, LibvirtSource) and source.network.managed is not None:
+            found.append((cname, host, node, source))
+    return found
+
+
+def _dhcp_commands(run: Run) -> dict[str, Registration]:
+    texts = {dhcp_hosts.command(step) for step in dhcp_hosts.STEPS}
+    return {r.name: r for r in run.of_type(COMMAND) if r.inputs.get("create") in texts}
+
+
+def test_every_vm_on_a_managed_network_and_only_those_has_its_dhcp_entry_step(libvirt_stack: Path) -> None:
+    run = run_stack_file(libvirt_stack)
+    entries, domains, networks = _dhcp_commands(run), _by_name(run, DOMAIN), _by_name(run, NETWORK)
+    managed = _managed_vms(libvirt_stack)
+    assert sorted(entries) == sorted(f"{c}-{h}-dhcp" for c, h, _, _ in managed)
+    for cname, host, node, source in managed:
+        entry = entries[f"{cname}-{host}-dhcp"]
+        assert source.network.managed is not None
+        assert plain(entry.inputs["environment"]) == {
+            "TALOS_FLEET_LIBVIRT_URI": source.uri,
+            "TALOS_FLEET_NETWORK": source.network.managed.name or f"talos-{node.source}",
+            "TALOS_FLEET_HOSTNAME": host,
+            "TALOS_FLEET_MAC": load_stack_file(libvirt_stack).mac(cname, host),
+            "TALOS_FLEET_IP": node.ip,
+        }
+        assert entry.inputs["create"] == dhcp_hosts.command("clear-stale")
+        assert entry.inputs["delete"] == dhcp_hosts.command("release")
+        assert "update" not in entry.inputs  # pulumi-command runs create on update: clear-stale again
+        # The step module is importable there, wherever the program runs from.
+        assert (Path.cwd() / entry.inputs["dir"] / "talos_fleet" / "dhcp_hosts.py").resolve().is_file()
+        assert (Path.cwd() / entry.inputs["dir"]).resolve() == ROOT
+        # The network exists before the step and is deleted only after it (a data edge).
+        assert networks[f"{node.source}-network"].urn in entry.property_dependencies["environment"]
+        # The VM is created after the step and deleted before it: its entry is released once it is gone.
+        assert entry.urn in domains[f"{cname}-{host}"].dependencies
+
+
+def test_dhcp_entry_steps_hold_no_secret_and_ignore_other_nodes(managed_stack: Path, tmp_path: Path) -> None:
+    before = _dhcp_commands(run_stack_file(managed_stack))
+    after = _dhcp_commands(run_stack_file(mutated_stack(managed_stack, tmp_path, _add_vm)))
+    assert before
+    for name, entry in before.items():
+        assert not any(is_secret(v) for v in entry.inputs.values()), name
+        leaked = [s for s in plaintext_strings(entry.inputs) if any(f in s for f in FAKE_CREDENTIAL_STRINGS)]
+        assert leaked == [], name
+        assert after[name].inputs == entry.inputs, f"{name} would re-run when another node is added"
+    assert len(after) == len(before) + 1
 
 
 # ---------------------------------------------------------------------------------------------
