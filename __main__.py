@@ -15,7 +15,7 @@ from components.matchbox_pxe import MatchboxPxe, MatchboxPxeArgs, PxeAssets
 from components.stack_config import engine_config
 from components.talos_cluster import TalosCluster, TalosClusterArgs
 from components.talos_images import TalosImages, TalosImagesArgs
-from talos_fleet import naming
+from talos_fleet import commands, naming
 from talos_fleet.loader import SpecError, load_pulumi_config
 from talos_fleet.plan import plan_cluster, plan_hypervisors, plan_pxe
 
@@ -23,7 +23,7 @@ try:
     fleet = load_pulumi_config(*engine_config())
 except SpecError as error:
     # RunError ends the program with this message and no traceback, before any resource exists.
-    raise pulumi.RunError(str(error)) from None
+    raise pulumi.RunError(commands.fill_stack(str(error), pulumi.get_stack())) from None
 
 # Pulumi's Python SDK checks every new dependency for cycles by walking the dependency chain
 # recursively (pulumi/runtime/resource_cycle_breaker.py, 3.272.0); a rollout chains each upgrade
@@ -92,5 +92,8 @@ pulumi.export(
     "macs",
     {c: {h: mac for h in cl.nodes if (mac := fleet.known_mac(c, h))} for c, cl in fleet.clusters.items()},
 )
+# What to boot metal from (ISO, PXE) and the installer, per cluster and architecture: the same as
+# `make urls` prints before the first `up`.
+pulumi.export("bootMedia", images.boot_media)
 pulumi.export("kubeconfig", {name: c.kubeconfig for name, c in clusters.items()})
 pulumi.export("talosconfig", {name: c.talosconfig for name, c in clusters.items()})

@@ -2,19 +2,20 @@
 
 One `Schematic` per cluster (its id is the content hash, so equal schematics get equal ids) and
 one `get_urls` per cluster and architecture. Clusters take the installer image from here;
-hypervisors take the ISO, matchbox the PXE kernel and initramfs. Kept apart from TalosCluster
+hypervisors take the ISO, matchbox the PXE kernel and initramfs, and the `bootMedia` output shows
+operators the same URLs `make urls` prints offline (talos_fleet.factory). Kept apart from TalosCluster
 because machines must exist (and so their boot media) before a cluster can configure them.
 https://www.talos.dev/v1.13/learn-more/image-factory/
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import pulumi
 import pulumiverse_talos as talos
 
-from talos_fleet import naming, patches
+from talos_fleet import factory, naming, patches
 from talos_fleet.spec import Fleet
 
 
@@ -29,12 +30,15 @@ class TalosImages(pulumi.ComponentResource):
     """Schematic id by cluster."""
     urls: dict[str, pulumi.Output[talos.imagefactory.outputs.GetUrlsUrlsResult]]
     """Factory URLs by `naming.installer_urls(cluster, architecture)`."""
+    boot_media: dict[str, dict[str, pulumi.Output[dict[str, str]]]]
+    """By cluster and architecture: the schematic id and the URLs `make urls` prints."""
 
     def __init__(self, name: str, args: TalosImagesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.IMAGES_COMPONENT_TYPE, name, None, opts)
         fleet = args.fleet
         self.schematic_ids = {}
         self.urls = {}
+        self.boot_media = {}
         for cname, cluster in fleet.clusters.items():
             schematic = talos.imagefactory.Schematic(
                 naming.schematic(cname),
@@ -56,4 +60,13 @@ class TalosImages(pulumi.ComponentResource):
                     talos_version=fleet.talos_version(cluster),
                     opts=pulumi.InvokeOutputOptions(parent=self),
                 ).urls
-        self.register_outputs({"schematicIds": self.schematic_ids})
+                media = self.urls[naming.installer_urls(cname, arch)].apply(_named_urls)
+                self.boot_media.setdefault(cname, {})[arch] = pulumi.Output.all(schematic.id, media).apply(
+                    lambda got: {"schematicId": got[0], **got[1]}
+                )
+        self.register_outputs({"schematicIds": self.schematic_ids, "bootMedia": self.boot_media})
+
+
+def _named_urls(urls: talos.imagefactory.outputs.GetUrlsUrlsResult) -> dict[str, str]:
+    """The provider's URLs that talos_fleet.factory computes offline, under the same names."""
+    return {f.name: getattr(urls, f.name) for f in fields(factory.FactoryUrls)}

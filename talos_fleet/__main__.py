@@ -5,6 +5,10 @@ python -m talos_fleet render stacks/Pulumi.edge.yaml           print every patch
 python -m talos_fleet schema                                   print the stack-file JSON Schema
 python -m talos_fleet plan stacks/Pulumi.edge.yaml [--base REF] what a change does, per node (make plan)
 python -m talos_fleet snapshot stacks/Pulumi.edge.yaml         what every node receives, as JSON
+python -m talos_fleet urls stacks/Pulumi.edge.yaml             Image Factory boot media per cluster (make urls)
+
+Exit status: 0 ok; 1 a stack file is invalid or unreadable (plan: the change has a problem); 2 a
+wrong argument (plan: no plan at all). Every message names the file.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from talos_fleet import lint, naming, patches, report
+from pydantic import TypeAdapter, ValidationError
+
+from talos_fleet import commands, factory, lint, naming, patches, report
 from talos_fleet.baseline import Base, BaseError, default_base, read_base, repo_root
 from talos_fleet.loader import SpecError, load_stack_file
 from talos_fleet.plan import plan_cluster
 from talos_fleet.review import review
 from talos_fleet.schema import stack_file_schema
 from talos_fleet.snapshot import snapshot
-from talos_fleet.spec import ROLES
+from talos_fleet.spec import ROLES, Fleet, SecretName
 
 # Offline, the schematic id is not known; renderings show where the factory installer goes.
 INSTALLER_PLACEHOLDER = "factory.talos.dev/metal-installer/<schematic-id>:{version}"
@@ -50,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     planner.add_argument("--schema", type=Path, help="Talos machine-config JSON Schema to lint every document against")
     planner.add_argument("--out", type=Path, help="write here instead of standard output")
     planner.add_argument("--json-out", type=Path, help="also write the JSON plan here")
+    urls = sub.add_parser("urls", help="Image Factory installer, ISO and PXE URLs per cluster and architecture")
+    urls.add_argument("file")
+    secret_name = sub.add_parser("secret-name", help="check a name for talos-fleet:secrets (make secret)")
+    secret_name.add_argument("name")
     args = parser.parse_args(argv)
 
     if args.command == "schema":
@@ -57,14 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "plan":
         return _plan(args)
+    if args.command == "secret-name":
+        return _check_secret_name(args.name)
     files = args.files if args.command == "validate" else [args.file]
     failed = False
     for path in files:
-        try:
-            fleet = load_stack_file(path)
-        except SpecError as error:
-            print(f"{path}: {error}", file=sys.stderr)
+        fleet = _load(path)
+        if fleet is None:
             failed = True
+            continue
+        if args.command == "urls":
+            _urls(fleet)
             continue
         if args.command == "snapshot":
             print(snapshot(fleet).model_dump_json())
@@ -94,13 +107,72 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def for_stack(message: str, path: str | Path) -> str:
+    """Fill in the stack in the commands a message suggests, from the stack file's name."""
+    return commands.fill_stack(message, commands.stack_name(path))
+
+
+def _load(path: str | Path) -> Fleet | None:
+    """The validated stack file, or None after printing the report, which names the file (an
+    unreadable file is a SpecError too)."""
+    try:
+        return load_stack_file(path)
+    except SpecError as error:
+        print(f"{path}: {for_stack(str(error), path)}", file=sys.stderr)
+        return None
+
+
+def _check_secret_name(name: str) -> int:
+    """`make secret` checks NAME before Pulumi runs, by the stack file's own rule for the keys
+    of talos-fleet:secrets (spec.SecretName: one step of `--path 'talos-fleet:secrets.<name>'`)."""
+    try:
+        TypeAdapter(SecretName).validate_python(name)
+    except ValidationError as error:
+        reason = error.errors()[0].get("ctx", {}).get("error", error.errors()[0]["msg"])
+        print(f"NAME={name!r}: {reason}; e.g. make secret STACK=edge NAME=rack-luks", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _urls(fleet: Fleet) -> None:
+    """Per cluster and architecture, the boot media `pulumi up` will use, computed offline."""
+    for cname, cluster in fleet.clusters.items():
+        image = fleet.image(cluster)
+        version = fleet.talos_version(cluster)
+        schematic_id = patches.schematic_id(image)
+        print(f"# cluster {cname}: Talos {version}")
+        if schematic_id is None:
+            print(
+                "# schematic id: cannot be computed offline for this schematic. Save the schematic below\n"
+                "# as schematic.yaml and POST it to the Image Factory, which answers with its id:\n"
+                f"#   {factory.schematic_post_command()}\n"
+                "# then put the id where the URLs below say <schematic-id>."
+            )
+        else:
+            print(f"# schematic id: {schematic_id}")
+        print(f"# --- schematic (what the Image Factory builds from)\n{patches.schematic_yaml(image)}# ---")
+        for arch in fleet.architectures(cname):
+            urls = factory.factory_urls(schematic_id or "<schematic-id>", version, arch)
+            for kind, url in urls.as_dict().items():
+                print(f"{cname} {arch} {kind:<9} {url}")
+
+
 def _plan(args: argparse.Namespace) -> int:
     """Exit 0 with the plan; 1 with the plan when `pulumi up` would stop or a lint failed; 2
     with only a message when there is no plan (invalid stack file, unreadable base)."""
     path = Path(args.file)
-    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    stack = commands.stack_name(path) or path.stem
     try:
-        head = snapshot(load_stack_file(path))
+        if args.schema:
+            lint.read_schema(args.schema)
+    except lint.SchemaFileError as error:
+        print(f"SCHEMA={error}", file=sys.stderr)
+        return 2
+    fleet = _load(path)
+    if fleet is None:
+        return 2
+    try:
+        head = snapshot(fleet)
         if args.base == "none":
             base = Base("none", None, "No base: everything is new.")
         else:
@@ -109,7 +181,7 @@ def _plan(args: argparse.Namespace) -> int:
             if not args.base:
                 base = dataclasses.replace(base, ref=f"the merge-base with main ({ref[:12]})")
     except (SpecError, BaseError) as error:
-        print(f"{path}: {error}", file=sys.stderr)
+        print(f"{path}: {for_stack(str(error), path)}", file=sys.stderr)
         return 2
     lint_problems = lint.schema_problems(head, args.schema) if args.schema else []
     if talosctl := shutil.which("talosctl"):

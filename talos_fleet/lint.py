@@ -35,10 +35,39 @@ def _relaxed(schema: Any) -> Any:
     return schema
 
 
-def schema_problems(head: Snapshot, schema_path: Path) -> list[str]:
+class SchemaFileError(Exception):
+    """`SCHEMA=` names no usable JSON Schema; the message names the file and the fix."""
+
+
+SCHEMA_HINT = (
+    "download the Talos machine-config schema for your config contract "
+    "(pkg/machinery/config/schemas/config.schema.json at the Talos release tag; README: make plan)"
+)
+
+
+def read_schema(schema_path: Path) -> dict[str, Any]:
+    """The JSON Schema in `schema_path`, checked against its meta-schema, or SchemaFileError."""
     import jsonschema  # only when asked: `make plan` without SCHEMA needs no validator
 
-    validator = jsonschema.Draft202012Validator(_relaxed(json.loads(schema_path.read_text())))
+    try:
+        schema = json.loads(schema_path.read_bytes())
+    except OSError as error:
+        raise SchemaFileError(f"{schema_path}: cannot read it ({error.strerror}); {SCHEMA_HINT}") from None
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise SchemaFileError(f"{schema_path}: not JSON ({error}); {SCHEMA_HINT}") from None
+    if not isinstance(schema, dict):
+        raise SchemaFileError(f"{schema_path}: not a JSON Schema (a schema is a JSON object); {SCHEMA_HINT}")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        raise SchemaFileError(f"{schema_path}: not a valid JSON Schema ({error.message}); {SCHEMA_HINT}") from None
+    return schema
+
+
+def schema_problems(head: Snapshot, schema_path: Path) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_relaxed(read_schema(schema_path)))
     verdicts: dict[str, str | None] = {}  # the same role document repeats on every node of the role
 
     def check(text: str) -> str | None:

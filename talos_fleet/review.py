@@ -20,7 +20,7 @@ from typing import Literal
 
 import yaml
 
-from talos_fleet import naming, versions
+from talos_fleet import commands, naming, versions
 from talos_fleet.snapshot import ClusterView, Document, NodeView, Snapshot, View
 
 ActionKind = Literal[
@@ -260,9 +260,10 @@ def _problems(stack: str, base: ClusterView | None, head: ClusterView | None) ->
             f"urn:pulumi:{stack}::talos-fleet::{naming.COMPONENT_TYPE}$talos:machine/secrets:Secrets::"
             f"{naming.secrets(base.name)}"
         )
+        unprotect = commands.pulumi_command(stack, f"state unprotect '{urn}'")
         return [
             f"the whole cluster is removed, but its Talos secrets are protected: pulumi up stops at them. "
-            f"When you mean it, run `pulumi state unprotect '{urn}'` first"
+            f"When you mean it, first run, from the repository root, `{unprotect}`"
         ]
     problems = versions.rollout_problems(
         versions.parse_version(base.talos_version),

@@ -352,4 +352,4 @@ def test_runtime_secret_values_must_come_from_secret_config() -> None:
     _, error = run_failing_program(config, secret_keys=[])
     assert isinstance(error, pulumi.RunError)
     assert "talos-fleet:secrets.rack-luks" in str(error)
-    assert "pulumi config set --secret" in str(error)
+    assert "make secret STACK=test NAME=" in str(error), "the fix names the stack the engine runs"

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     kind, directory = argv[1], Path(argv[2])
     try:
         per_cluster = json.load(sys.stdin)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         print(f"no {kind} output: has `make up` finished for this stack?", file=sys.stderr)
         return 1
     if not isinstance(per_cluster, dict) or not per_cluster:
@@ -43,7 +43,11 @@ def main(argv: list[str]) -> int:
     env = "KUBECONFIG" if kind == "kubeconfig" else "TALOSCONFIG"
     for cluster, content in sorted(per_cluster.items()):
         path = directory / f"{cluster}.{kind}"
-        write_secret_file(path, str(content))
+        try:
+            write_secret_file(path, str(content))
+        except OSError as error:
+            print(f"{path}: cannot write it ({error.strerror}); check {directory}'s permissions", file=sys.stderr)
+            return 2
         print(f"wrote {path} (mode 0600): export {env}={path.resolve()}")
     return 0
 
