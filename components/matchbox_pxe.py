@@ -57,6 +57,12 @@ class MatchboxPxe(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         on_server = pulumi.ResourceOptions(parent=self, provider=provider)
+        # Every group and profile field is ForceNew, and the matchbox provider creates by upserting
+        # the *name* and deletes by name (poseidon/terraform-provider-matchbox v0.5.4:
+        # matchbox/resource_group.go GroupPut/GroupDelete with Id = name; resource_profile.go the
+        # same). Pulumi's default create-then-delete replacement would upsert the new entry, then
+        # delete it under the shared name: the machine would no longer PXE-boot. Delete first.
+        replaced_in_place = pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(delete_before_replace=True))
         profiles = {}
         for media in plan.boot_media:
             assets = args.assets[media.key]
@@ -68,7 +74,7 @@ class MatchboxPxe(pulumi.ComponentResource):
                 args=pulumi.Output.from_input(assets.initramfs).apply(
                     functools.partial(patches.pxe_kernel_args, assets.image)
                 ),
-                opts=on_server,
+                opts=replaced_in_place,
             )
         self.node_addresses = {}
         for host in plan.hosts:
@@ -77,7 +83,7 @@ class MatchboxPxe(pulumi.ComponentResource):
                 name=naming.vm_domain(host.cluster, host.hostname),
                 profile=profiles[host.boot_media].name,
                 selector={"mac": host.mac},
-                opts=on_server,
+                opts=replaced_in_place,
             )
             self.node_addresses[host.hostname] = after(group, host.ip)
         self.register_outputs({"nodeAddresses": self.node_addresses})

@@ -501,6 +501,17 @@ def test_matchbox_serves_each_metal_node_by_its_mac(pxe_stack: Path) -> None:
     assert len(profiles) == len({plain(g.inputs["profile"]) for g in groups.values()})
 
 
+def test_matchbox_entries_are_deleted_before_they_are_replaced(pxe_stack: Path) -> None:
+    """matchbox creates by upserting the name and deletes by name (poseidon/terraform-provider-matchbox
+    v0.5.4: matchbox/resource_group.go, resource_profile.go), so a create-then-delete replacement
+    (a MAC, Talos version or schematic change) would leave the machine with no PXE entry."""
+    run = run_stack_file(pxe_stack)
+    entries = [*run.of_type(GROUP), *run.of_type(PROFILE)]
+    assert entries
+    for entry in entries:
+        assert entry.delete_before_replace, entry.name
+
+
 def _served_by_matchbox(source: MetalSource | LibvirtSource) -> bool:
     return isinstance(source, MetalSource) and source.matchbox is not None
 
