@@ -73,7 +73,7 @@ SECRETS_KEY = "secrets"
 # Limits, far above any real fleet (thousands of nodes with their patches fit in a few hundred KiB
 # and a few tens of thousands of values) and low enough that the worst input is refused in about
 # a second: a stack file (or the engine's values of our namespace together) of at most 4 MiB; at
-# most 500,000 values once YAML aliases are expanded; nesting at most 64 levels (a Talos patch
+# most 250,000 values once YAML aliases are expanded; nesting at most 64 levels (a Talos patch
 # needs about a dozen).
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_VALUES = 250_000
