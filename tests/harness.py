@@ -393,3 +393,15 @@ def diffed_inputs(reg: Registration) -> Any:
     for path in reg.ignore_changes:
         inputs = drop_path(inputs, path.split("."))
     return inputs
+
+
+def tree_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a YAML/JSON tree (keys and list indexes), the root first."""
+    found = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found += tree_paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += tree_paths(v, (*prefix, i))
+    return found

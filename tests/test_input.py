@@ -35,7 +35,7 @@ from talos_fleet.loader import (
 from talos_fleet.plan import plan_cluster, plan_hypervisors
 from talos_fleet.snapshot import snapshot
 from tests.conftest import ROOT
-from tests.harness import _decrypt, engine_config_of, run_failing_program, run_program
+from tests.harness import _decrypt, engine_config_of, run_failing_program, run_program, tree_paths
 
 GOOD = ROOT / "tests" / "fixtures" / "good" / "vip-metal.yaml"
 HOMELAB = ROOT / "stacks" / "Pulumi.homelab.yaml"
@@ -184,7 +184,7 @@ def test_integer_and_boolean_keys_become_text_as_pulumi_keeps_them(tmp_path: Pat
     assert "duplicate key '1'" in _one_problem(lambda: tree_from_stack_file(clash))[1]
 
 
-def test_a_key_without_namespace_is_the_projects_on_both_paths(tmp_path: Path) -> None:
+def test_a_key_without_namespace_is_the_projects_on_bothtree_paths(tmp_path: Path) -> None:
     # pulumi/pulumi v3.259.0:sdk/go/common/workspace/loaders.go (stackConfigNamespacedWithProject):
     # a stack-file key without a namespace gets the project's name, `talos-fleet` in Pulumi.yaml.
     assert yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"] == spec.NAMESPACE
@@ -213,7 +213,7 @@ def test_mapping_order_in_the_file_never_matters(tmp_path: Path) -> None:
 PLAINTEXT_BESIDE_SECURE = ROOT / "tests" / "fixtures" / "bad" / "plaintext-secret-beside-secure.yaml"
 
 
-def test_plaintext_beside_secure_secrets_is_refused_on_both_paths() -> None:
+def test_plaintext_beside_secure_secrets_is_refused_on_bothtree_paths() -> None:
     offline = _refusal(lambda: load_stack_file(PLAINTEXT_BESIDE_SECURE))
     config, secret = engine_config_of(PLAINTEXT_BESIDE_SECURE)
     assert "talos-fleet:secrets" in secret  # the engine marks the whole key secret...
@@ -306,23 +306,12 @@ def _engine_view(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     return values, secret
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found += _paths(v, (*prefix, i))
-    return found
-
-
 @st.composite
 def stack_configs(draw: st.DrawFn) -> dict[str, Any]:
     """A `config:` mapping: the good fixture with one value replaced by an arbitrary tree, a
     secure value, or a plaintext one; top-level keys sometimes without their namespace."""
     config = copy.deepcopy(BASE)
-    path = draw(st.sampled_from(_paths(config)[1:]))
+    path = draw(st.sampled_from(tree_paths(config)[1:]))
     new = draw(JSON | st.just({"secure": "v1:AAAA"}))
     target: Any = config
     for part in path[:-1]:
@@ -365,7 +354,7 @@ def test_both_entry_points_give_the_same_answer(tmp_path_factory: pytest.TempPat
         max_size=4,
     )
 )
-def test_arbitrary_trees_end_in_a_fleet_or_a_spec_error_on_both_paths(
+def test_arbitrary_trees_end_in_a_fleet_or_a_spec_error_on_bothtree_paths(
     tmp_path_factory: pytest.TempPathFactory, config: dict[str, Any]
 ) -> None:
     directory = tmp_path_factory.mktemp("trees")
@@ -476,7 +465,7 @@ def test_patches_are_bounded_by_what_they_render_to(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("digits", [30, 300, 400, 5000])
-def test_a_long_number_gets_the_same_answer_on_both_paths(tmp_path: Path, digits: int) -> None:
+def test_a_long_number_gets_the_same_answer_on_bothtree_paths(tmp_path: Path, digits: int) -> None:
     """yaml.v3 reads a number past 64 bits as a float, or keeps its text when no float holds it
     (go-yaml/yaml v3.0.1:resolve.go); the engine hands over that float or that text."""
     text = "4" * digits

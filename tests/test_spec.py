@@ -25,7 +25,7 @@ from talos_fleet.loader import (
 )
 from talos_fleet.schema import stack_file_schema
 from tests.conftest import BAD_FIXTURES, ROOT, STACK_FILES, VALID_STACKS, stack_id
-from tests.harness import engine_config_of, fixture_header
+from tests.harness import engine_config_of, fixture_header, tree_paths
 
 SCHEMA_FILE = ROOT / "schema" / "talos-fleet.schema.json"
 
@@ -154,17 +154,6 @@ def _problems(load: Callable[[], object]) -> list[Problem]:
     return []
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found += _paths(v, (*prefix, i))
-    return found
-
-
 def _replace(tree: Any, path: tuple[Any, ...], new: Any) -> Any:
     if not path:
         return new
@@ -182,7 +171,7 @@ def test_arbitrary_trees_fail_only_with_spec_error(tree: dict[str, Any]) -> None
 
 @given(st.data())
 def test_mutated_valid_trees_fail_only_with_spec_error(data: st.DataObject) -> None:
-    paths = _paths(BASE_TREE)[1:]
+    paths = tree_paths(BASE_TREE)[1:]
     path = data.draw(st.sampled_from(paths))
     mutated = _replace(BASE_TREE, path, data.draw(JSON))
     for problem in _problems(lambda: validate_tree(mutated)):
