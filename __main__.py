@@ -97,3 +97,5 @@ pulumi.export(
 pulumi.export("bootMedia", images.boot_media)
 pulumi.export("kubeconfig", {name: c.kubeconfig for name, c in clusters.items()})
 pulumi.export("talosconfig", {name: c.talosconfig for name, c in clusters.items()})
+# Not secret: each cluster's certificate NotAfter dates (ISO-8601), for watching expiry.
+pulumi.export("certificateExpiry", {name: c.certificate_expiry for name, c in clusters.items()})

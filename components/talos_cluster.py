@@ -30,7 +30,7 @@ import pulumiverse_talos as talos
 
 from components.cluster_operations import ClusterOperations, ClusterOperationsArgs
 from components.wire import secret_wire
-from talos_fleet import naming, patches
+from talos_fleet import certs, naming, patches
 from talos_fleet.plan import plan_cluster
 from talos_fleet.spec import ROLES, Fleet, Role
 
@@ -54,6 +54,7 @@ class TalosCluster(pulumi.ComponentResource):
     talosconfig: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     node_ips: pulumi.Output[dict[str, str]]
+    certificate_expiry: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, args: TalosClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.COMPONENT_TYPE, name, None, opts)
@@ -179,12 +180,21 @@ class TalosCluster(pulumi.ComponentResource):
         self.talosconfig = pulumi.Output.secret(talosconfig)
         self.endpoint = pulumi.Output.from_input(plan.endpoint)
         self.node_ips = pulumi.Output.from_input({n.hostname: n.ip for n in plan.nodes})
+        # NotAfter of the two client certificates and the two CAs, read from the credentials
+        # above. Derived from secrets, so Pulumi would mark them secret; they are not: a
+        # certificate is presented to every peer it talks to (only its key is secret), and only
+        # its dates leave the apply. Plain, they show in `pulumi stack output` and the console
+        # without --show-secrets, for anyone watching expiry.
+        self.certificate_expiry = pulumi.Output.unsecret(
+            pulumi.Output.all(self.talosconfig, self.kubeconfig).apply(lambda v: certs.exported_dates(v[0], v[1]))
+        )
         self.register_outputs(
             {
                 "kubeconfig": self.kubeconfig,
                 "talosconfig": self.talosconfig,
                 "endpoint": self.endpoint,
                 "nodeIps": self.node_ips,
+                "certificateExpiry": self.certificate_expiry,
             }
         )
 

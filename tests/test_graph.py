@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pytest
 import yaml
 
-from talos_fleet import patches
+from talos_fleet import certs, naming, patches
 from talos_fleet.loader import load_stack_file
 from talos_fleet.plan import plan_cluster
+from tests import harness
+from tests.certificates import Material, b64, certificate, kubeconfig, talosconfig
 from tests.harness import (
     FAKE_CLIENT_CONFIGURATION,
     FAKE_CREDENTIAL_STRINGS,
@@ -353,3 +358,133 @@ def test_runtime_secret_values_must_come_from_secret_config() -> None:
     assert isinstance(error, pulumi.RunError)
     assert "talos-fleet:secrets.rack-luks" in str(error)
     assert "make secret STACK=test NAME=" in str(error), "the fix names the stack the engine runs"
+
+
+# ---------------------------------------------------------------------------------------------
+# certificateExpiry: each cluster's certificate dates, exported in plain, from real certificates
+
+
+CERTIFICATE_EPOCH = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class ClusterCertificates:
+    """One cluster's four certificates, each with a NotAfter of its own."""
+
+    talos_ca: Material
+    client: Material
+    kubernetes_ca: Material
+    kube_client: Material
+    not_after: dict[str, datetime]
+
+
+def _cluster_certificates(index: int) -> ClusterCertificates:
+    # Distinct per certificate and per cluster, so a date read from the wrong field or the wrong
+    # cluster cannot match.
+    not_after = {
+        certs.TALOSCONFIG_CLIENT: CERTIFICATE_EPOCH + timedelta(days=index, hours=1),
+        certs.TALOS_CA: CERTIFICATE_EPOCH + timedelta(days=3000 + index, hours=2),
+        certs.KUBECONFIG_CLIENT: CERTIFICATE_EPOCH + timedelta(days=index, hours=3),
+        certs.KUBERNETES_CA: CERTIFICATE_EPOCH + timedelta(days=3000 + index, hours=4),
+    }
+    return ClusterCertificates(
+        talos_ca=certificate(not_after[certs.TALOS_CA], "talos", ca=True),
+        client=certificate(not_after[certs.TALOSCONFIG_CLIENT], "os:admin"),
+        kubernetes_ca=certificate(not_after[certs.KUBERNETES_CA], "kubernetes", ca=True),
+        kube_client=certificate(not_after[certs.KUBECONFIG_CLIENT], "admin"),
+        not_after=not_after,
+    )
+
+
+@pytest.fixture
+def real_certificates(valid_stack: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, ClusterCertificates]:
+    """Mocks whose Talos credentials carry real certificates, as the provider's would.
+
+    A subclass of the harness' FakeTalos, swapped in for this test only (harness.run_program builds
+    `FakeTalos()` when it runs):
+    - talos_machine_secrets' client_configuration: the OS CA, an os:admin client certificate and
+      its key, each base64 of PEM (siderolabs/terraform-provider-talos v0.11.0:pkg/talos/util.go,
+      generateClientConfigurationWithTTL);
+    - talos_client_configuration: a talosconfig from those three fields as given, one context named
+      after the cluster (v0.11.0:pkg/talos/talos_client_configuration_data_source.go Read, through
+      util.go talosClientTFConfigToTalosClientConfig and siderolabs/talos v1.13.9:
+      pkg/machinery/client/config/config.go NewConfig);
+    - talos_cluster_kubeconfig's kubeconfig_raw: what Talos hands out (tests/certificates.py).
+    """
+    fleet = load_stack_file(valid_stack)
+    made = {cname: _cluster_certificates(i) for i, cname in enumerate(sorted(fleet.clusters))}
+    by_secrets = {naming.secrets(c): m for c, m in made.items()}
+    by_kubeconfig = {naming.kubeconfig(c): (c, m) for c, m in made.items()}
+
+    class CertifiedTalos(harness.FakeTalos):
+        def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+            resource_id, outputs = super().new_resource(args)
+            if args.typ == SECRETS:
+                material = by_secrets[args.name]
+                outputs["clientConfiguration"] = {
+                    "caCertificate": b64(material.talos_ca.certificate),
+                    "clientCertificate": b64(material.client.certificate),
+                    "clientKey": b64(material.client.key),
+                }
+            elif args.typ == KUBECONFIG:
+                cname, material = by_kubeconfig[args.name]
+                server = plan_cluster(fleet, cname).endpoint
+                outputs["kubeconfigRaw"] = kubeconfig(cname, server, material.kubernetes_ca, material.kube_client)
+            return resource_id, outputs
+
+        def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+            if args.token == CLIENT_CONFIG:
+                a = plain(args.args)
+                given = a["clientConfiguration"]
+                text = talosconfig(
+                    a["clusterName"],
+                    given["caCertificate"],
+                    given["clientCertificate"],
+                    given["clientKey"],
+                    a["endpoints"],
+                )
+                return {"talosConfig": text}, []
+            return super().call(args)
+
+    monkeypatch.setattr(harness, "FakeTalos", CertifiedTalos)
+    return made
+
+
+def test_certificate_expiry_is_exported_in_plain_from_the_real_credentials(
+    valid_stack: Path, real_certificates: dict[str, ClusterCertificates]
+) -> None:
+    run = run_stack_file(valid_stack)
+    exported = run.export("certificateExpiry")
+    assert sorted(exported) == sorted(real_certificates)
+    for cname, dates in exported.items():
+        assert not is_secret(dates), f"certificateExpiry of {cname} is secret"
+        expected = real_certificates[cname].not_after
+        assert sorted(dates) == sorted(expected)
+        for name, value in dates.items():
+            assert not is_secret(value), f"{cname} {name} is secret"
+            assert datetime.fromisoformat(value) == expected[name], f"{cname} {name}"
+    # The credentials they come from stay secret, and are the ones carrying those certificates.
+    for output in ("talosconfig", "kubeconfig"):
+        for cname, value in run.export(output).items():
+            assert is_secret(value), f"{output} of {cname} is no longer secret"
+    for cname, material in real_certificates.items():
+        assert b64(material.client.certificate) in plain(run.export("talosconfig")[cname])
+        assert b64(material.kube_client.certificate) in plain(run.export("kubeconfig")[cname])
+    # No key, and no certificate either, in any plaintext export.
+    plaintext = [s for name in run.exports for s in plaintext_strings(run.export(name))]
+    for material in real_certificates.values():
+        for part in (material.client, material.kube_client, material.talos_ca, material.kubernetes_ca):
+            for secret in (part.key, b64(part.key), b64(part.certificate)):
+                assert not [s for s in plaintext if secret in s]
+
+
+def test_certificate_expiry_of_unreadable_credentials_is_one_plain_message(valid_stack: Path, run: Run) -> None:
+    """The harness' credentials are not certificates: the export says so and the program still runs."""
+    fleet = load_stack_file(valid_stack)
+    exported = run.export("certificateExpiry")
+    assert sorted(exported) == sorted(fleet.clusters)
+    for cname, value in exported.items():
+        assert not is_secret(value)
+        assert list(value) == ["error"], cname
+        assert value["error"].startswith("talosconfig: ")
+        assert not _leaks([value["error"]])
