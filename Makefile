@@ -42,7 +42,7 @@ CHECK_PULUMI = command -v pulumi >/dev/null 2>&1 || { \
 	false; }
 
 .PHONY: help venv test lint typecheck unit bench schema lock validate up preview kubeconfig talosconfig \
-        need-stack need-pulumi clean preflight plan plans stacks destroy secret urls
+        need-stack need-pulumi clean preflight plan plans stacks destroy secret urls status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -183,6 +183,17 @@ kubeconfig: need-stack need-pulumi venv ## write credentials/$(STACK)/<cluster>.
 talosconfig: need-stack need-pulumi venv ## write credentials/$(STACK)/<cluster>.talosconfig (mode 0600)
 	@$(PULUMI) stack output --stack $(STACK) --show-secrets --json talosconfig \
 		| $(BIN)/python -m tools.write_credentials talosconfig credentials/$(STACK)
+
+# Every node's real state against the stack file, with the stack's own credentials (its secret
+# outputs, piped: never in a file but the private ones the CLI writes and removes). FORMAT and
+# OUT count only when given (FORMAT's default is plan's): table on stdout otherwise. Exit status
+# 0 all good, 1 something needs a person, 2 status could not run (pipefail: the CLI's status, or
+# pulumi's when only `pulumi stack output` failed).
+status: need-stack need-pulumi venv ## every node vs STACK's stack file: versions, health, drift, certificates (FORMAT=markdown|json OUT=file)
+	@set -o pipefail; $(PULUMI) stack output --stack $(STACK) --show-secrets --json \
+		| $(BIN)/python -m talos_fleet status stacks/Pulumi.$(STACK).yaml --outputs - \
+			--format $(if $(filter command line environment,$(origin FORMAT)),$(call quote,$(FORMAT)),table) \
+			$(if $(filter command line,$(origin OUT)),--out $(call quote,$(OUT)))
 
 need-stack:
 	@if [ -z "$(STACK)" ]; then \

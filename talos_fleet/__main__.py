@@ -6,9 +6,11 @@ python -m talos_fleet schema                                   print the stack-f
 python -m talos_fleet plan stacks/Pulumi.edge.yaml [--base REF] what a change does, per node (make plan)
 python -m talos_fleet snapshot stacks/Pulumi.edge.yaml         what every node receives, as JSON
 python -m talos_fleet urls stacks/Pulumi.edge.yaml             Image Factory boot media per cluster (make urls)
+python -m talos_fleet status stacks/Pulumi.edge.yaml < outputs.json   every node vs the stack (make status)
 
-Exit status: 0 ok; 1 a stack file is invalid or unreadable (plan: the change has a problem); 2 a
-wrong argument (plan: no plan at all). Every message names the file.
+Exit status: 0 ok; 1 a stack file is invalid or unreadable (plan: the change has a problem; status:
+something needs a person); 2 a wrong argument (plan: no plan at all; status: it could not run).
+Every message names the file.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import dataclasses
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from talos_fleet import commands, factory, lint, naming, patches, report
+from talos_fleet import commands, factory, lint, naming, patches, report, status
 from talos_fleet.baseline import Base, BaseError, default_base, read_base, repo_root
 from talos_fleet.loader import SpecError, load_stack_file
 from talos_fleet.plan import plan_cluster
@@ -58,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     planner.add_argument("--json-out", type=Path, help="also write the JSON plan here")
     urls = sub.add_parser("urls", help="Image Factory installer, ISO and PXE URLs per cluster and architecture")
     urls.add_argument("file")
+    checker = sub.add_parser("status", help="every node's real state against the stack file (make status)")
+    checker.add_argument("file")
+    checker.add_argument(
+        "--outputs", default="-", help="`pulumi stack output --json --show-secrets` (file, or - for stdin)"
+    )
+    checker.add_argument("--format", choices=status.FORMATS, default="table")
+    checker.add_argument("--out", type=Path, help="write here instead of standard output")
+    checker.add_argument("--timeout", type=_positive(float), default=status.DEFAULT_TIMEOUT, help="seconds per node")
+    checker.add_argument("--parallel", type=_positive(int), default=status.DEFAULT_PARALLEL, help="nodes asked at once")
     secret_name = sub.add_parser("secret-name", help="check a name for talos-fleet:secrets (make secret)")
     secret_name.add_argument("name")
     args = parser.parse_args(argv)
@@ -69,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return _plan(args)
     if args.command == "secret-name":
         return _check_secret_name(args.name)
+    if args.command == "status":
+        return _status(args)
     files = args.files if args.command == "validate" else [args.file]
     failed = False
     for path in files:
@@ -155,6 +169,35 @@ def _urls(fleet: Fleet) -> None:
             urls = factory.factory_urls(schematic_id or "<schematic-id>", version, arch)
             for kind, url in urls.as_dict().items():
                 print(f"{cname} {arch} {kind:<9} {url}")
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 < value < 10**6:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a positive number")
+        return value
+
+    return parse
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Exit 0 all good, 1 something needs a person, 2 status could not run (one message)."""
+    path = Path(args.file)
+    fleet = _load(path)
+    if fleet is None:
+        return 2
+    try:
+        outputs = sys.stdin.read() if args.outputs == "-" else Path(args.outputs).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        print(
+            f"--outputs {args.outputs}: cannot read it ({getattr(error, 'strerror', None) or error})", file=sys.stderr
+        )
+        return 2
+    return status.command(fleet, path, outputs, args.format, args.out, args.timeout, args.parallel)
 
 
 def _plan(args: argparse.Namespace) -> int:

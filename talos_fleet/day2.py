@@ -127,9 +127,12 @@ class Tools:
     environ: Mapping[str, str]
     endpoint: str
     timeout: float | None = None
+    # `make status` asks hundreds of nodes and reports progress instead of every command.
+    echo: bool = True
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        log("$ " + " ".join(args))
+        if self.echo:
+            log("$ " + " ".join(args))
         # Drain, upgrade and health carry their own timeouts from the upgrade policy.
         try:
             done = subprocess.run(

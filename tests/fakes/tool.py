@@ -1,8 +1,11 @@
 """A fake talosctl and kubectl for the day-2 step tests: `tool.py <talosctl|kubectl> args...`.
 
 State lives in the JSON file named by FAKE_STATE: each node (by address) with its hostname, role,
-Talos version and schematic; which Kubernetes nodes are cordoned; the etcd member count; which
-subcommands fail; the talosctl client version. Every call is appended to FAKE_LOG with what a test
+Talos version and schematic, and for `make status` its machine configurations (`config`: the
+multi-document YAML text per MachineConfig id), kubelet version, Ready and labels; which Kubernetes
+nodes are cordoned; the etcd member count (or hostnames); which subcommands fail; the talosctl
+client version; the client certificates the cluster CA signed (`minted`: by `gen crt`, or put
+there by a test for the provider's talosconfig). Every call is appended to FAKE_LOG with what a test
 must check: the arguments, and the credential files the tool was given (their modes, and whether
 they were private at the time).
 
@@ -20,7 +23,10 @@ import json
 import os
 import stat
 import sys
+import time
 from typing import Any
+
+import yaml
 
 TALOS = "siderolabs/talos v1.13.9"
 KUBECTL = "kubernetes/kubectl v0.36.3"
@@ -40,7 +46,8 @@ def _mode(path: str | None) -> str | None:
 def main() -> int:
     tool, *args = sys.argv[1:]
     with open(os.environ["FAKE_STATE"]) as handle:
-        state = json.load(handle)
+        before = handle.read()
+    state = json.loads(before)
     talosconfig, kubeconfig = os.environ.get("TALOSCONFIG"), os.environ.get("KUBECONFIG")
     entry = {
         "tool": tool,
@@ -51,8 +58,12 @@ def main() -> int:
         "kubeconfig_mode": _mode(kubeconfig),
         "files_mode": {p: _mode(p) for p in _paths(args)},
     }
-    with open(os.environ["FAKE_LOG"], "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    # One write per line on an O_APPEND descriptor: calls run in parallel (make status).
+    fd = os.open(os.environ["FAKE_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
     verb = _verb(tool, args)
     try:
         if verb in state.get("fail", []):
@@ -62,8 +73,14 @@ def main() -> int:
         print(refused, file=sys.stderr)
         return 1
     finally:
-        with open(os.environ["FAKE_STATE"], "w") as handle:
-            json.dump(state, handle)
+        after = json.dumps(state)
+        if after != before:
+            # Replaced whole, never rewritten in place: a call running in parallel reads either
+            # version, not half of one.
+            temporary = f"{os.environ['FAKE_STATE']}.{os.getpid()}"
+            with open(temporary, "w") as handle:
+                handle.write(after)
+            os.replace(temporary, os.environ["FAKE_STATE"])
     if out:
         print(out)
     return 0
@@ -84,6 +101,18 @@ def _flag(args: list[str], name: str, default: str | None = None) -> str | None:
             nxt = args[i + 1] if i + 1 < len(args) else ""
             return nxt if name in ("nodes", "endpoints") else "true"
     return default
+
+
+def _output(args: list[str]) -> str | None:
+    """The output format: `--output X`, `--output=X`, `-o X` or `-oX` (pflag forms)."""
+    for i, arg in enumerate(args):
+        if arg in ("--output", "-o") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--output="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-o") and not arg.startswith("--") and len(arg) > 2:
+            return arg[2:]
+    return None
 
 
 def _verb(tool: str, args: list[str]) -> str:
@@ -107,9 +136,16 @@ def _talosctl(verb: str, args: list[str], state: dict[str, Any]) -> str:
         # `Client:` then version.Short(): "<Name> <Tag>", Name = "Talos"
         # (TALOS cmd/talosctl/cmd/talos/version.go, pkg/machinery/version/version.go, gendata/data/name).
         return f"Client:\nTalos {client}"
-    _check_talosconfig(state)
+    ca = _check_talosconfig(state)
     node_ip, endpoint_ip = _flag(args, "nodes") or "", _flag(args, "endpoints") or ""
     endpoint, node = _answering(state, endpoint_ip), _answering(state, node_ip)
+    for machine in (endpoint, node):
+        # Each cluster's machines trust its own OS CA only; apid proxies within its cluster.
+        if machine.get("ca", ca) != ca:
+            raise RefusedError(
+                "rpc error: code = Unavailable desc = connection error: tls: failed to verify certificate: "
+                "x509: certificate signed by unknown authority"
+            )
     if verb == "version":
         # The server section is always the long form, `--short` or not, with a NODE line first
         # (TALOS cmd/talosctl/cmd/talos/version.go cmdVersion, version.go versionTemplate).
@@ -119,6 +155,11 @@ def _talosctl(verb: str, args: list[str], state: dict[str, Any]) -> str:
             "\tEnabled:     RBAC"
         )
     if verb == "get":
+        resource = [a for a in args if not a.startswith("-") and a not in (node_ip, endpoint_ip)][1]
+        # MachineConfigs.config.talos.dev answers to its singular and plural lower-cased names and
+        # its capitals (cosi-project/runtime v1.14.1 pkg/resource/meta/spec/resource_definition.go).
+        if resource in ("machineconfig", "machineconfigs", "mc", "mcs"):
+            return _machine_configs(args, node_ip, node)
         return _extensions(node_ip, node)
     if verb == "kubeconfig":
         # A control-plane API (TALOS internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go
@@ -134,10 +175,13 @@ def _talosctl(verb: str, args: list[str], state: dict[str, Any]) -> str:
     if verb == "etcd":
         # `member list` is a control-plane API; with a node in the request the header starts with
         # NODE (TALOS cmd/talosctl/cmd/talos/etcd.go etcdMemberListCmd, tabwriter, 3 spaces).
+        # QueryLocal: the members as the asked node's own etcd sees them.
         _control_plane_only(node, "member list")
+        hostnames = node.get("etcd_hostnames") or [f"cp-{i}" for i in range(1, 1 + state.get("etcd_members", 3))]
+        learners = node.get("etcd_learners", [])
         rows = [
-            f"{node_ip}   {i:016x}   cp-{i}   https://x:2380   https://x:2379   false"
-            for i in range(1, 1 + state.get("etcd_members", 3))
+            f"{node_ip}   {i:016x}   {host}   https://x:2380   https://x:2379   {str(host in learners).lower()}"
+            for i, host in enumerate(hostnames, 1)
         ]
         return "\n".join(["NODE   ID   HOSTNAME   PEER URLS   CLIENT URLS   LEARNER", *rows])
     if verb == "upgrade":
@@ -153,11 +197,13 @@ def _talosctl(verb: str, args: list[str], state: dict[str, Any]) -> str:
     raise RefusedError(f"fake talosctl: unknown command {verb!r}")
 
 
-def _check_talosconfig(state: dict[str, Any]) -> None:
+def _check_talosconfig(state: dict[str, Any]) -> str:
     """The context's ca, crt and key are standard base64, and crt/key a PEM key pair
     (TALOS pkg/machinery/client/connection.go getCA, CertificateFromConfigContext)."""
     with open(os.environ["TALOSCONFIG"]) as handle:
-        config = json.load(handle)  # JSON is YAML: talosctl reads it with a YAML decoder
+        # YAML (the provider's talosconfig output; the day-2 steps write JSON, which is YAML too):
+        # TALOS pkg/machinery/client/config/config.go FromBytes decodes with a YAML decoder.
+        config = yaml.safe_load(handle)
     context = config["contexts"][config["context"]]
     decoded = {}
     for field, what in (("ca", "CA"), ("crt", "certificate"), ("key", "key")):
@@ -173,10 +219,17 @@ def _check_talosconfig(state: dict[str, Any]) -> None:
         raise RefusedError("rpc error: code = Unavailable desc = connection error: tls: bad certificate")
     if "os:admin" not in minted["roles"]:
         raise RefusedError("rpc error: code = PermissionDenied desc = not authorized")
+    return str(minted["ca"])
 
 
 def _answering(state: dict[str, Any], ip: str) -> dict[str, Any]:
     node: dict[str, Any] | None = state["nodes"].get(ip)
+    if node is not None and node.get("hang"):
+        # A machine that drops packets: talosctl sets no dial or call deadline (TALOS
+        # pkg/machinery/client/connection.go getConn, options.go defaultDialOptions), so it waits
+        # for as long as the TCP connect takes; the caller's own timeout has to end it.
+        time.sleep(float(node["hang"]))
+        raise RefusedError("rpc error: code = DeadlineExceeded desc = context deadline exceeded")
     if node is None or node.get("down"):
         raise RefusedError(
             f"rpc error: code = Unavailable desc = connection error: dial tcp {ip}:50000: connect: no route to host"
@@ -210,6 +263,35 @@ def _extensions(node_ip: str, node: dict[str, Any]) -> str:
     if node["schematic"] is not None:  # an image that does not say its schematic has none
         out.append(resource(1, "schematic", node["schematic"]))
     return "\n".join(out)
+
+
+def _machine_configs(args: list[str], node_ip: str, node: dict[str, Any]) -> str:
+    """`get machineconfig -o yaml`: every MachineConfig resource of the node, `v1alpha1` (the
+    active config) and, when the node has one, `persistent` (what is on disk: ahead of the active
+    one after a staged apply), listed in id order (TALOS pkg/machinery/resources/config/
+    machine_config.go ActiveID, PersistentID; internal/app/machined/pkg/runtime/v1alpha1/
+    v1alpha1_runtime.go SetConfig, SetPersistedConfig). Each resource: `---` between them, a
+    `node:` line, then the resource as YAML (cmd/talosctl/cmd/talos/output/yaml.go WriteResource,
+    with go.yaml.in/yaml/v4, here at the 4-space indent of its predecessor's encoder, go-yaml/yaml
+    v3 encode.go; no parser depends on it): `metadata` (cosi-project/runtime v1.14.1
+    pkg/resource/metadata.go MarshalYAML: namespace, type, id, version, owner, phase, created,
+    updated, then annotations; MachineConfig sets `talos.dev/yaml-spec`) and `spec`, the whole
+    configuration as one string (machine_config.go v1alpha1Spec.MarshalYAML: cfg.Bytes(), the
+    v1alpha1 document then the others, `---` between: pkg/machinery/config/container/
+    container.go encodeToBuf)."""
+    if _output(args) != "yaml":
+        raise RefusedError("fake talosctl: status asks for machine configs as YAML only")
+    out = []
+    for resource_id in sorted(node.get("config", {})):
+        text = node["config"][resource_id]
+        spec = "".join(f"    {line}\n" if line else "\n" for line in text.rstrip("\n").split("\n"))
+        out.append(
+            f"node: {node_ip}\nmetadata:\n    namespace: config\n    type: MachineConfigs.config.talos.dev\n"
+            f'    id: {resource_id}\n    version: 2\n    owner: ""\n    phase: running\n'
+            "    created: 2026-11-30T09:12:44Z\n    updated: 2026-11-30T09:12:44Z\n"
+            f'    annotations:\n        talos.dev/yaml-spec: "1"\nspec: |\n{spec}'
+        )
+    return "---\n".join(out).rstrip("\n")
 
 
 def _hostnames(state: dict[str, Any]) -> list[str]:
@@ -366,6 +448,8 @@ def _kubectl(verb: str, args: list[str], state: dict[str, Any]) -> str:
             "The connection to the server localhost:8080 was refused - did you specify the right host or port?"
         )
     words = [a for a in args if not a.startswith("-")]
+    if verb == "get":
+        return _nodes_json(args, state)
     host = words[-1]
     if verb == "delete":
         if host not in _hostnames(state):
@@ -389,6 +473,45 @@ def _kubectl(verb: str, args: list[str], state: dict[str, Any]) -> str:
         _uncordon(state, host)
         return f"node/{host} {'already uncordoned' if already else 'uncordoned'}"
     raise RefusedError(f"fake kubectl: unknown command {verb!r}")
+
+
+def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
+    """`kubectl get nodes -o json`: more than one object is printed as one `List` (apiVersion v1,
+    items, metadata.resourceVersion) (KUBECTL pkg/cmd/get/get.go printGeneric), by the JSON
+    printer at 4 spaces (kubernetes/cli-runtime v0.36.2 pkg/printers/json.go). Each Node
+    (kubernetes/api v0.36.3 core/v1/types.go): metadata.name and labels, spec.unschedulable only
+    when cordoned (omitempty), status.conditions with type Ready, status.nodeInfo.kubeletVersion."""
+    if _output(args) != "json":
+        raise RefusedError("fake kubectl: status asks for nodes as JSON only")
+    with open(os.environ["KUBECONFIG"]) as handle:
+        config = yaml.safe_load(handle) or {}
+    # The API server of the kubeconfig's cluster knows that cluster's Nodes only.
+    cluster = next(iter(c.get("name") for c in config.get("clusters") or []), None)
+    items = []
+    for node in state["nodes"].values():
+        host = node["hostname"]
+        if host in state.get("deleted", []) or node.get("no_kubernetes") or node.get("cluster", cluster) != cluster:
+            continue
+        spec: dict[str, Any] = {"podCIDRs": ["10.244.0.0/24"]}
+        if host in state.get("cordoned", []):
+            spec["unschedulable"] = True
+        ready = "True" if node.get("ready", True) else "False"
+        condition = {"type": "Ready", "status": ready}
+        kubelet = node.get("kubelet", state.get("kubernetes", "v1.36.3"))
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": host, "labels": {"kubernetes.io/hostname": host, **node.get("labels", {})}},
+                "spec": spec,
+                "status": {
+                    "conditions": [{"type": "MemoryPressure", "status": "False"}, condition],
+                    "nodeInfo": {"kubeletVersion": kubelet if kubelet.startswith("v") else f"v{kubelet}"},
+                },
+            }
+        )
+    document = {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
+    return json.dumps(document, indent=4)
 
 
 if __name__ == "__main__":
