@@ -108,6 +108,10 @@ def test_infrastructure_jobs_are_opt_in_and_behind_the_stacks_environment(name: 
     assert job["concurrency"]["cancel-in-progress"] is False, "never interrupt a running pulumi"
     if name == "preview":
         assert "github.event.pull_request.head.repo.full_name == github.repository" in lister["if"]
+        # A newer run queued in a concurrency group cancels the pending one: a preview must never
+        # share deploy's group, or it would cancel a deploy waiting for its reviewers.
+        deploy = load(ROOT / ".github" / "workflows" / "deploy.yml")["jobs"]["up"]
+        assert job["concurrency"]["group"] != deploy["concurrency"]["group"]
     else:
         assert workflow["on"] == {"push": {"branches": ["main"]}}
 
