@@ -13,10 +13,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from talos_fleet import patches
+from talos_fleet.desired import Resource, desired_state
 from talos_fleet.plan import plan_cluster
 from talos_fleet.spec import Cluster, Fleet, LibvirtSource, MetalSource, Role
 
-FORMAT = 1
+# 2: the snapshot carries the desired state (every resource the program registers).
+FORMAT: Literal[2] = 2
 
 # The installer the Image Factory serves for a schematic id (FACTS.md, "Image Factory"): the
 # provider's get_urls answers exactly this for platform metal.
@@ -102,9 +104,11 @@ class SourceView(View):
 
 
 class Snapshot(View):
-    format: int = FORMAT
+    format: Literal[2] = FORMAT
     sources: tuple[SourceView, ...]
     clusters: tuple[ClusterView, ...]
+    resources: tuple[Resource, ...]
+    """The desired state (talos_fleet.desired): what the components register, resource by resource."""
 
     def cluster(self, name: str) -> ClusterView | None:
         return next((c for c in self.clusters if c.name == name), None)
@@ -230,4 +234,5 @@ def snapshot(fleet: Fleet) -> Snapshot:
     return Snapshot(
         sources=tuple(_source(name, s) for name, s in fleet.sources.items()),
         clusters=tuple(_cluster(fleet, cname, c) for cname, c in fleet.clusters.items()),
+        resources=desired_state(fleet).resources,
     )

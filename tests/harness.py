@@ -100,7 +100,16 @@ POOL_PATH = "/var/lib/libvirt/images"
 class FakeTalos(pulumi.runtime.Mocks):
     """Answers for every provider the program uses: Talos, libvirt and matchbox."""
 
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str], str] = {}
+        """The id answered for each resource, by (type, name)."""
+
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        id_, outputs = self._new_resource(args)
+        self.ids[(args.typ, args.name)] = id_
+        return id_, outputs
+
+    def _new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
         if args.typ == "talos:machine/secrets:Secrets":
             outputs["machineSecrets"] = FAKE_MACHINE_SECRETS
@@ -198,6 +207,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 class Run:
     monitor: RecordingMonitor
     exports: dict[str, Any]
+    mocks: FakeTalos = field(default_factory=FakeTalos)
 
     @property
     def registrations(self) -> list[Registration]:
@@ -339,7 +349,7 @@ def _run(config: Mapping[str, str], secret_keys: list[str] | None) -> tuple[Run,
         error = exc
     finally:
         pulumi.export = original_export
-    return Run(monitor, exports), error
+    return Run(monitor, exports, mocks), error
 
 
 def run_stack_file(stack_file: Path | str) -> Run:
