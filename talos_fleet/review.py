@@ -21,6 +21,7 @@ from typing import Literal
 import yaml
 
 from talos_fleet import commands, naming, versions
+from talos_fleet.changes import ResourceChange, diff
 from talos_fleet.snapshot import ClusterView, Document, NodeView, Snapshot, View
 
 ActionKind = Literal[
@@ -31,6 +32,12 @@ ActionKind = Literal[
     "talos-upgrade",
     "kubernetes-upgrade",
     "vm-change",
+    "data-loss",
+    "pxe-change",
+    "network-change",
+    "source-change",
+    "step-rerun",
+    "other-change",
 ]
 ACTION_LABELS: dict[ActionKind, str] = {
     "unchanged": "unchanged",
@@ -40,6 +47,12 @@ ACTION_LABELS: dict[ActionKind, str] = {
     "talos-upgrade": "Talos upgrade",
     "kubernetes-upgrade": "Kubernetes upgrade",
     "vm-change": "VM replaced, disks kept",
+    "data-loss": "data deleted",
+    "pxe-change": "PXE entry replaced",
+    "network-change": "network replaced",
+    "source-change": "machine source changed",
+    "step-rerun": "lifecycle step runs again",
+    "other-change": "resource change",
 }
 
 
@@ -66,6 +79,8 @@ class NodeChange(View):
     actions: tuple[Action, ...]
     documents: tuple[DocumentChange, ...]
     notes: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    """What `pulumi up` does to each of the node's resources (talos_fleet.changes)."""
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:
@@ -100,10 +115,14 @@ class Review(View):
     head: Snapshot
     base: Snapshot | None
     clusters: tuple[ClusterReview, ...]
+    resources: tuple[ResourceChange, ...] = ()
+    """Every resource `pulumi up` creates, updates, replaces or deletes."""
+    stack_warnings: tuple[str, ...] = ()
+    """Warnings about resources of no cluster (machine sources)."""
 
     @property
     def changed(self) -> bool:
-        return any(c.status != "unchanged" for c in self.clusters)
+        return bool(self.resources) or any(c.status != "unchanged" for c in self.clusters)
 
     @property
     def problems(self) -> list[str]:
@@ -111,7 +130,7 @@ class Review(View):
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{c.name}: {w}" for c in self.clusters for w in c.warnings]
+        return [*self.stack_warnings, *(f"{c.name}: {w}" for c in self.clusters for w in c.warnings)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +354,9 @@ def _warnings(head: ClusterView | None, nodes: list[NodeChange]) -> list[str]:
     ]
 
 
-def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | None) -> ClusterReview:
+def review_cluster(
+    stack: str, base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...] = ()
+) -> ClusterReview:
     view = head or base
     assert view is not None, "a cluster is in the base, the head or both"
     nodes: list[NodeChange] = []
@@ -362,6 +383,7 @@ def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | Non
                     documents=(),
                 )
             )
+    nodes = [_with_resources(view.name, n, resources) for n in nodes]
     status: Literal["new", "removed", "changed", "unchanged"]
     if base is None:
         status = "new"
@@ -375,7 +397,7 @@ def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | Non
         nodes=tuple(nodes),
         rollout=tuple(_rollout(base, head, nodes)),
         problems=tuple(_problems(stack, base, head)),
-        warnings=tuple(_warnings(head, nodes)),
+        warnings=tuple(_warnings(head, nodes) + _losses(view.name, resources)),
     )
 
 
@@ -384,5 +406,141 @@ def review(
 ) -> Review:
     removed = [c.name for c in base.clusters if head.cluster(c.name) is None] if base else []
     names = [c.name for c in head.clusters] + removed
-    clusters = [review_cluster(stack, base.cluster(n) if base else None, head.cluster(n)) for n in names]
-    return Review(stack=stack, base_ref=base_ref, base_note=base_note, head=head, base=base, clusters=tuple(clusters))
+    resources = tuple(diff(base.resources if base else (), head.resources))
+    clusters = [
+        review_cluster(
+            stack,
+            base.cluster(n) if base else None,
+            head.cluster(n),
+            tuple(r for r in resources if any(node.split("/", 1)[0] == n for node in r.nodes) or r.cluster == n),
+        )
+        for n in names
+    ]
+    # Resources no cluster owns (a machine source without nodes): their losses still show.
+    orphans = tuple(r for r in resources if r.cluster is None and not r.nodes)
+    return Review(
+        stack=stack,
+        base_ref=base_ref,
+        base_note=base_note,
+        head=head,
+        base=base,
+        clusters=tuple(clusters),
+        resources=resources,
+        stack_warnings=tuple(_losses(None, orphans)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Resources per node (talos_fleet.changes, by the providers' rules in talos_fleet.providers)
+
+
+def _with_resources(cluster: str, node: NodeChange, resources: tuple[ResourceChange, ...]) -> NodeChange:
+    """The node's change with every resource change that reaches it, and an action for each
+    one its documents and versions do not already account for."""
+    ref = f"{cluster}/{node.hostname}"
+    mine = [r for r in resources if ref in r.nodes]
+    if not mine:
+        return node
+    kinds = set(node.kinds)
+    actions = [a for a in node.actions if a.kind != "unchanged"]
+    if kinds & {"new-node", "removed-node"}:
+        lost = [r for r in mine if r.loses_data and r.kind == "Volume" and ref in r.nodes and len(r.nodes) == 1]
+        if "removed-node" in kinds and lost:
+            actions = [
+                a.model_copy(update={"detail": "its disks are deleted: " + ", ".join(r.name for r in lost)})
+                if a.kind == "removed-node"
+                else a
+                for a in actions
+            ]
+        return node.model_copy(update={"actions": tuple(actions), "resources": tuple(r.describe() for r in mine)})
+
+    def add(kind: ActionKind, detail: str, **flags: bool) -> None:
+        actions.append(Action(kind=kind, detail=detail, **flags))
+
+    by_kind: dict[str, list[ResourceChange]] = {}
+    for r in mine:
+        by_kind.setdefault(r.kind, []).append(r)
+    domains = [r for r in by_kind.get("Domain", []) if r.change in ("replace", "delete", "create")]
+    if domains and not any(a.replaces_vm for a in actions):
+        fields = sorted({f.split("[")[0].split(".")[0] for r in domains for f in r.fields}) or [domains[0].change]
+        add(
+            "vm-change",
+            f"{', '.join(fields)}: libvirt provider 0.8.1 replaces the VM (ForceNew), deleting it first "
+            "(its name is fixed); the node reboots without a drain",
+            replaces_vm=True,
+        )
+    lost = [r for r in mine if r.loses_data and r.kind == "Volume"]
+    if lost and not any(a.replaces_disks for a in actions):
+        add(
+            "data-loss",
+            "; ".join(
+                f"disk {r.name} {'deleted' if r.change == 'delete' else 'replaced by an empty one'}" for r in lost
+            )
+            + ": its data is lost",
+        )
+    pxe = [r for r in mine if r.kind in ("Group", "Profile") and r.change != "update"]
+    if pxe:
+        add(
+            "pxe-change",
+            "; ".join(f"{r.kind.lower()} {r.name} {r.change}d" for r in pxe)
+            + ": matchbox keys entries by name, so each is deleted before its replacement is created",
+        )
+    networks = [r for r in mine if r.kind == "Network" and r.change in ("replace", "delete")]
+    if networks:
+        add(
+            "network-change",
+            f"libvirt network {networks[0].name} {networks[0].change}d "
+            f"({', '.join(networks[0].fields)}); the provider's domain update does not move a running "
+            "VM's NIC to the new network (resource_libvirt_domain.go): restart the VMs after pulumi up",
+        )
+    sources = [r for r in mine if r.kind.startswith("provider:") and r.change == "update"]
+    if sources:
+        add(
+            "source-change",
+            "; ".join(f"{r.name}: {', '.join(r.fields)}" for r in sources)
+            + ": every resource of this machine source is reached through the new setting",
+        )
+    steps = [r for r in by_kind.get("Command", []) if r.change == "update" and _node_step(r, kinds, actions)]
+    if steps and "talos-upgrade" not in kinds:
+        fields = sorted({f.removeprefix("environment.") for r in steps for f in r.fields})
+        add(
+            "step-rerun",
+            f"{', '.join(r.name for r in steps)} ({', '.join(fields)}): pulumi-command runs the step's "
+            "update again; a node already at its target is only checked",
+        )
+    applies = [r for r in by_kind.get("ConfigurationApply", []) if r.change == "update"]
+    # With an upgrade, the apply carries the new installer image, which Talos only records.
+    if applies and not kinds & {"config-live", "talos-upgrade", "kubernetes-upgrade"}:
+        add("config-live", f"the config apply's inputs change ({', '.join(applies[0].fields)})")
+    if not actions:
+        add("other-change", "; ".join(r.describe() for r in mine))
+    return node.model_copy(update={"actions": tuple(actions), "resources": tuple(r.describe() for r in mine)})
+
+
+def _node_step(step: ResourceChange, kinds: set[ActionKind], actions: list[Action]) -> bool:
+    """Whether a command's update is worth its own action on the node: not the cluster's gate or
+    Kubernetes step when the versions say so already, not the DHCP-entry step of a VM that is
+    replaced anyway."""
+    if step.name.endswith("-version-gate") or step.name.endswith("-kubernetes-upgrade"):
+        return not kinds & {"kubernetes-upgrade", "talos-upgrade"}
+    if step.name.endswith("-dhcp"):
+        return not any(a.replaces_vm for a in actions)
+    return True
+
+
+LOSS = {
+    "Volume": "a disk: its data is lost",
+    "Secrets": "the cluster's Talos secrets (its PKI): every node would have to be reset",
+    "Group": "a machine's PXE entry: it does not network-boot until the new one exists",
+}
+
+
+def _losses(cluster: str | None, resources: tuple[ResourceChange, ...]) -> list[str]:
+    out = []
+    for r in resources:
+        if not r.loses_data:
+            continue
+        nodes = ", ".join(n.split("/", 1)[1] for n in r.nodes) or "no node"
+        verb = "deleted" if r.change == "delete" else "replaced"
+        out.append(f"{r.kind} {r.name} ({nodes}) is {verb}: {LOSS[r.kind]}")
+    return out
