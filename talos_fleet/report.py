@@ -96,11 +96,15 @@ def _cluster_header(base: ClusterView | None, head: ClusterView | None) -> list[
 def _diffs(cluster: ClusterReview) -> list[str]:
     out: list[str] = []
     for change in cluster.nodes:
-        if not change.documents and not change.notes:
+        if not change.documents and not change.notes and not change.resources:
             continue
-        out.append(f"<details><summary>{change.hostname}: {len(change.documents)} document(s) changed</summary>")
+        out.append(
+            f"<details><summary>{change.hostname}: {len(change.documents)} document(s) changed, "
+            f"{len(change.resources)} resource(s) changed</summary>"
+        )
         out.append("")
         out += [f"> {note}" for note in change.notes]
+        out += [f"- {line}" for line in change.resources]
         for doc in change.documents:
             out += ["", f"{doc.change}: {doc.label}", "", "```diff", doc.diff, "```"]
         out += ["", "</details>"]

@@ -22,6 +22,7 @@ import yaml
 
 from talos_fleet import commands, naming, versions
 from talos_fleet.changes import ResourceChange, diff
+from talos_fleet.desired import DATA
 from talos_fleet.snapshot import ClusterView, Document, NodeView, Snapshot, View
 
 ActionKind = Literal[
@@ -343,15 +344,82 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
     return steps
 
 
+DISRUPTIVE: frozenset[ActionKind] = frozenset({"network-change", "source-change"})
+
+
+def _down(node: NodeChange) -> bool:
+    """Whether `pulumi up` takes the node down without a drain (its VM replaced, its network or
+    machine source changed under it)."""
+    return any(a.replaces_vm or a.kind in DISRUPTIVE for a in node.actions)
+
+
 def _warnings(head: ClusterView | None, nodes: list[NodeChange]) -> list[str]:
-    replaced = [n.hostname for n in nodes if n.role == "controlplane" and any(a.replaces_vm for a in n.actions)]
-    if head is None or len(replaced) < 2:
+    if head is None:
         return []
-    return [
-        f"control planes {', '.join(replaced)} are replaced at the same time: etcd loses quorum and the "
-        "Kubernetes API is down until they are back. To keep it up, change one control plane per pull "
-        "request (a node's own `vm:` overrides the role's size)"
-    ]
+    down = [n for n in nodes if _down(n) and head.node(n.hostname) is not None]
+    control_planes = [n.hostname for n in down if n.role == "controlplane"]
+    workers = [n.hostname for n in head.nodes if n.role == "worker"]
+    out = []
+    if len(head.nodes) == 1 and down:
+        out.append(
+            f"{down[0].hostname} is the cluster's only node and goes down without a drain: the Kubernetes "
+            "API and every workload are down until it is back"
+        )
+    elif len(control_planes) >= 2:
+        out.append(
+            f"control planes {', '.join(control_planes)} go down at the same time: etcd loses quorum and the "
+            "Kubernetes API is down until they are back. To keep it up, change one control plane per pull "
+            "request (a node's own `vm:` overrides the role's size)"
+        )
+    if workers and all(w in {n.hostname for n in down} for w in workers):
+        out.append(
+            f"every worker ({', '.join(workers)}) goes down at the same time, without a drain: workloads have "
+            "nowhere to run until they are back. To keep them up, change the workers a few per pull request "
+            "(a node's own `vm:` overrides the role's size)"
+        )
+    return out
+
+
+def _disk_of(base: NodeView, volume: str, cluster: str) -> str | None:
+    """The stack's name for a node's volume: `system` or its data disk's name (None: not the node's)."""
+    if volume == naming.vm_system_disk(cluster, base.hostname):
+        return "system"
+    data = base.vm.data_disks if base.vm else {}
+    return next((d for d in data if naming.vm_data_disk(cluster, base.hostname, d) == volume), None)
+
+
+def _unasked_losses(
+    base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...]
+) -> list[str]:
+    """Disks deleted or replaced although the stack still has their node and disk: a problem
+    unless the head acknowledges it (`acknowledgeDataLoss`)."""
+    if base is None or head is None:
+        return []
+    out = []
+    for r in resources:
+        if not (r.loses_data and r.kind == "Volume" and len(r.nodes) == 1):
+            continue
+        host = r.nodes[0].split("/", 1)[1]
+        old, new = base.node(host), head.node(host)
+        disk = _disk_of(old, r.name, base.name) if old else None
+        if old is None or new is None or disk is None:
+            continue  # the node leaves the stack: asked for
+        kept = disk == "system" or (new.vm is not None and disk in new.vm.data_disks)
+        if r.change == "delete" and new.vm is not None and not kept:
+            continue  # the data disk leaves the node's spec: asked for
+        if host in head.acknowledged_data_loss or f"{host}/{disk}" in head.acknowledged_data_loss:
+            continue
+        if "provider" in r.fields:
+            why = "(it moves to another machine source)"
+        else:
+            why = f"({', '.join(r.fields)} changes)" if r.fields else "(the node stays but its VM goes)"
+        verb = "replaced by an empty one" if r.change == "replace" else "deleted"
+        out.append(
+            f"{host}: disk {disk} (volume {r.name}) is {verb} {why} although the stack keeps it: its data is "
+            f"lost. If that is what you want, add `{host}/{disk}` to clusters.{head.name}.acknowledgeDataLoss "
+            "in this change (and remove it afterwards)"
+        )
+    return out
 
 
 def review_cluster(
@@ -396,8 +464,8 @@ def review_cluster(
         status=status,
         nodes=tuple(nodes),
         rollout=tuple(_rollout(base, head, nodes)),
-        problems=tuple(_problems(stack, base, head)),
-        warnings=tuple(_warnings(head, nodes) + _losses(view.name, resources)),
+        problems=tuple(_problems(stack, base, head) + _unasked_losses(base, head, resources)),
+        warnings=tuple(_losses(view.name, resources) + _warnings(head, nodes)),
     )
 
 
@@ -452,7 +520,7 @@ def _with_resources(cluster: str, node: NodeChange, resources: tuple[ResourceCha
                 else a
                 for a in actions
             ]
-        return node.model_copy(update={"actions": tuple(actions), "resources": tuple(r.describe() for r in mine)})
+        return node.model_copy(update={"actions": tuple(actions), "resources": _described(mine)})
 
     def add(kind: ActionKind, detail: str, **flags: bool) -> None:
         actions.append(Action(kind=kind, detail=detail, **flags))
@@ -514,7 +582,12 @@ def _with_resources(cluster: str, node: NodeChange, resources: tuple[ResourceCha
         add("config-live", f"the config apply's inputs change ({', '.join(applies[0].fields)})")
     if not actions:
         add("other-change", "; ".join(r.describe() for r in mine))
-    return node.model_copy(update={"actions": tuple(actions), "resources": tuple(r.describe() for r in mine)})
+    return node.model_copy(update={"actions": tuple(actions), "resources": _described(mine)})
+
+
+def _described(changes: list[ResourceChange]) -> tuple[str, ...]:
+    """What happens to each resource (provider calls are not resources: what they feed is listed)."""
+    return tuple(r.describe() for r in changes if r.kind not in DATA)
 
 
 def _node_step(step: ResourceChange, kinds: set[ActionKind], actions: list[Action]) -> bool:
@@ -529,18 +602,23 @@ def _node_step(step: ResourceChange, kinds: set[ActionKind], actions: list[Actio
 
 
 LOSS = {
-    "Volume": "a disk: its data is lost",
-    "Secrets": "the cluster's Talos secrets (its PKI): every node would have to be reset",
-    "Group": "a machine's PXE entry: it does not network-boot until the new one exists",
+    "Volume": ("disk {name}", "its data is lost"),
+    "Secrets": ("the cluster's Talos secrets {name}", "its PKI is lost: every node would have to be reset"),
+    "Group": (
+        "PXE entry {name}",
+        "matchbox deletes it first, so the machine cannot network-boot until the new one exists",
+    ),
 }
 
 
 def _losses(cluster: str | None, resources: tuple[ResourceChange, ...]) -> list[str]:
+    """Every data-holding resource deleted or replaced, naming its nodes."""
     out = []
     for r in resources:
         if not r.loses_data:
             continue
         nodes = ", ".join(n.split("/", 1)[1] for n in r.nodes) or "no node"
+        what, cost = LOSS[r.kind]
         verb = "deleted" if r.change == "delete" else "replaced"
-        out.append(f"{r.kind} {r.name} ({nodes}) is {verb}: {LOSS[r.kind]}")
+        out.append(f"{nodes}: {what.format(name=r.name)} is {verb}: {cost}")
     return out

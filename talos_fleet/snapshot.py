@@ -91,6 +91,8 @@ class ClusterView(View):
     allow_downgrade: bool
     waves: tuple[tuple[str, ...], ...]
     nodes: tuple[NodeView, ...]
+    acknowledged_data_loss: tuple[str, ...] = ()
+    """`acknowledgeDataLoss`: disks the change may delete although the stack keeps them."""
 
     def node(self, hostname: str) -> NodeView | None:
         return next((n for n in self.nodes if n.hostname == hostname), None)
@@ -218,6 +220,7 @@ def _cluster(fleet: Fleet, cname: str, cluster: Cluster) -> ClusterView:
         allow_downgrade=plan.upgrade.allow_downgrade,
         waves=plan.upgrade_waves,
         nodes=tuple(nodes),
+        acknowledged_data_loss=cluster.acknowledge_data_loss,
     )
 
 

@@ -820,6 +820,14 @@ class Cluster(Model):
     patches: tuple[Patch, ...] = Field(default=(), description="Patches for every node of the cluster")
     roles: Roles = Roles()
     upgrade: UpgradePolicy | None = Field(default=None, description="Overrides defaults.upgrade")
+    acknowledge_data_loss: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Disks this change may delete or replace although the stack still has them (make plan "
+            "stops otherwise): a node's hostname (all its disks) or hostname/disk (`system` or a data "
+            "disk's name). Remove the entry once the change is applied."
+        ),
+    )
     nodes: dict[DnsLabel, Node]
 
     def nodes_of(self, role: Role) -> list[tuple[str, Node]]:
@@ -861,6 +869,20 @@ class Cluster(Model):
                 )
         for host, node in self.nodes.items():
             self._check_node(host, node, net, vip)
+        for i, entry in enumerate(self.acknowledge_data_loss):
+            host, _, disk = entry.partition("/")
+            if host not in self.nodes:
+                raise RuleError(
+                    ("acknowledgeDataLoss", i),
+                    f"{entry!r} names no node of this cluster; write a hostname (all its disks) or "
+                    "hostname/disk (system, or a data disk's name), e.g. worker-1/data",
+                )
+            if "/" in entry and not _DNS_LABEL.fullmatch(disk):
+                raise RuleError(
+                    ("acknowledgeDataLoss", i),
+                    f"{entry!r}: after the hostname comes a disk name (system, or a data disk's name), "
+                    f"e.g. {host}/system",
+                )
         return self
 
     def _check_node(

@@ -208,7 +208,8 @@ def test_resizing_a_vm_replaces_it_and_keeps_its_disks(tmp_path: Path) -> None:
     vm = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
     assert all(a.replaces_vm and "8192 → 12288 MiB" in a.detail for a in vm)
     assert all(not a.replaces_disks and a.label == "VM replaced, disks kept" for a in vm)
-    assert not result.warnings, "workers only: the control plane keeps quorum"
+    (warning,) = result.warnings  # the control plane keeps quorum; the workers do not stay up
+    assert f"every worker ({', '.join(WORKERS)}) goes down at the same time, without a drain" in warning
 
 
 def test_resizing_every_control_plane_at_once_warns_of_quorum(tmp_path: Path) -> None:
@@ -218,7 +219,7 @@ def test_resizing_every_control_plane_at_once_warns_of_quorum(tmp_path: Path) ->
     result = plan_change(tmp_path, resize)
     assert actions(result) == {**{h: ["vm-change"] for h in CONTROL_PLANES}, **{h: ["unchanged"] for h in WORKERS}}
     (warning,) = result.warnings
-    assert "cp-1, cp-2, cp-3 are replaced at the same time" in warning
+    assert "cp-1, cp-2, cp-3 go down at the same time" in warning
     assert "etcd loses quorum" in report.markdown(result)
 
 
@@ -229,7 +230,19 @@ def test_moving_a_vm_to_another_hypervisor_replaces_its_disks_too(tmp_path: Path
         sources["kvm2"]["network"] = {"managed": {**sources["kvm"]["network"]["managed"], "name": "talos-2"}}
         nodes(doc)["worker-2"]["source"] = "kvm2"
 
-    result = plan_change(tmp_path, move)
+    unacknowledged = plan_change(tmp_path, move)
+    system, data = unacknowledged.problems
+    assert "worker-2: disk system (volume homelab-worker-2-system) is replaced by an empty one" in system
+    assert "worker-2: disk data (volume homelab-worker-2-data) is replaced by an empty one" in data
+    assert all("moves to another machine source" in p and "acknowledgeDataLoss" in p for p in (system, data))
+
+    def move_acknowledged(doc: dict[str, Any]) -> None:
+        move(doc)
+        doc["config"]["talos-fleet:clusters"]["homelab"]["acknowledgeDataLoss"] = ["worker-2"]
+
+    result = plan_change(tmp_path, move_acknowledged)
+    assert not result.problems
+    assert any("worker-2: disk homelab-worker-2-system is replaced" in w for w in result.warnings)
     assert actions(result) == {**{h: ["unchanged"] for h in [*CONTROL_PLANES, "worker-1"]}, "worker-2": ["vm-change"]}
     (action,) = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
     assert action.replaces_vm

@@ -243,3 +243,27 @@ def test_a_base_with_an_older_snapshot_format_is_rendered_by_this_checkout(repo:
     found = json.loads(result.stdout)
     assert "rendered with this checkout's code" in found["base_note"]
     assert found["base"]["format"] == 2
+
+
+def test_a_disk_loss_the_stack_did_not_ask_for_fails_the_plan_until_acknowledged(repo: Path) -> None:
+    stacks = repo / "stacks"
+    fleet = load_stack_file(stacks / "Pulumi.homelab.yaml")
+    hosts = [h for _, h, _ in fleet.all_nodes()]
+
+    def new_pool(document: dict[str, Any]) -> None:
+        document["config"]["talos-fleet:sources"]["kvm"]["pool"] = "fast"
+
+    mutated_stack(stacks / "Pulumi.homelab.yaml", stacks, new_pool)
+    refused = plan(repo, "--base", "HEAD")
+    assert refused.returncode == 1
+    assert all(f"{h}: disk system" in refused.stderr for h in hosts), refused.stderr
+    assert "acknowledgeDataLoss" in refused.stdout
+
+    def acknowledged(document: dict[str, Any]) -> None:
+        document["config"]["talos-fleet:clusters"]["homelab"]["acknowledgeDataLoss"] = hosts
+
+    mutated_stack(stacks / "Pulumi.homelab.yaml", stacks, acknowledged)
+    accepted = plan(repo, "--base", "HEAD")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "> [!WARNING]" in accepted.stdout
+    assert all(f"{h}: disk homelab-{h}-system is replaced" in accepted.stdout for h in hosts)

@@ -184,3 +184,20 @@ def test_metal_architecture_reaches_the_node(tmp_path: Path) -> None:
     result = plan(EDGE, tmp_path, lambda d: sources(d)[metal].update(architecture="arm64"))
     for node in on_source(EDGE, metal):
         assert {"step-rerun", "config-live"} <= kinds(result)[node], node
+
+
+def test_a_single_node_cluster_going_down_is_warned(tmp_path: Path) -> None:
+    def single(d: dict[str, Any]) -> None:
+        cluster = d["config"]["talos-fleet:clusters"]["homelab"]
+        cluster["nodes"] = {"cp-1": cluster["nodes"]["cp-1"]}
+        cluster["allowSchedulingOnControlPlanes"] = True
+
+    (tmp_path / "base").mkdir()
+    base = mutated_stack(HOMELAB, tmp_path / "base", single)
+
+    def bigger(d: dict[str, Any]) -> None:
+        d["config"]["talos-fleet:defaults"]["roles"]["controlplane"]["vm"]["cpus"] += 2
+
+    result = plan(base, tmp_path, bigger)
+    assert kinds(result) == {"homelab/cp-1": {"vm-change"}}
+    assert any("cp-1 is the cluster's only node" in w for w in result.warnings), result.warnings
