@@ -62,10 +62,16 @@ class Action(View):
     detail: str = ""
     replaces_vm: bool = False
     replaces_disks: bool = False
+    downgrade: bool = False
+    """A Talos or Kubernetes version change to an older version."""
 
     @property
     def label(self) -> str:
-        return "VM and disks replaced" if self.replaces_disks else ACTION_LABELS[self.kind]
+        if self.replaces_disks:
+            return "VM and disks replaced"
+        if self.downgrade:
+            return {"talos-upgrade": "Talos downgrade", "kubernetes-upgrade": "Kubernetes downgrade"}[self.kind]
+        return ACTION_LABELS[self.kind]
 
 
 class DocumentChange(View):
@@ -250,10 +256,15 @@ def node_actions(base_cluster: ClusterView, head_cluster: ClusterView, base: Nod
     elif base.installer != head.installer and base.talos_version == head.talos_version:
         talos.append(f"installer image {base.installer} → {head.installer}")
     if talos:
-        actions.append(Action(kind="talos-upgrade", detail="; ".join(talos)))
+        older = versions.parse_version(head.talos_version) < versions.parse_version(base.talos_version)
+        actions.append(Action(kind="talos-upgrade", detail="; ".join(talos), downgrade=older))
     if base.kubernetes_version != head.kubernetes_version:
-        detail = f"{base.kubernetes_version} → {head.kubernetes_version} (talosctl upgrade-k8s, once for the cluster)"
-        actions.append(Action(kind="kubernetes-upgrade", detail=detail))
+        older = versions.parse_version(head.kubernetes_version) < versions.parse_version(base.kubernetes_version)
+        detail = (
+            f"{base.kubernetes_version} → {head.kubernetes_version} (talosctl upgrade-k8s, once for the cluster, "
+            "then every node's config is applied again with the new version)"
+        )
+        actions.append(Action(kind="kubernetes-upgrade", detail=detail, downgrade=older))
     vm, notes = _vm_actions(base, head)
     changed = _config_changed(base, head)
     if changed:
@@ -309,6 +320,21 @@ def _problems(stack: str, base: ClusterView | None, head: ClusterView | None) ->
     return problems
 
 
+def _new_node_detail(stack: str, node: NodeView) -> str:
+    """Who brings the machine up: the program (a VM), or a person (metal, PXE or boot media)."""
+    if node.vm is not None:
+        return "a VM is created and boots into maintenance mode; its documents are listed in full below"
+    media = f"make urls STACK={stack}"
+    if node.pxe:
+        how = f"power it on to network-boot (its PXE entry is created first; URLs: `{media}`)"
+    else:
+        how = f"boot it from the Talos ISO or USB image (`{media}` prints the URLs)"
+    return (
+        f"metal: a person must {how}; `pulumi up` waits at {node.address} until it answers in maintenance "
+        "mode. Its documents are listed in full below"
+    )
+
+
 def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[NodeChange]) -> list[Step]:
     by_kind: dict[ActionKind, list[str]] = {}
     for n in nodes:
@@ -319,7 +345,11 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
     if replaced:
         steps.append(Step(kind="replace-vms", nodes=tuple(replaced), detail="at once, first, without a drain"))
     if new := by_kind.get("new-node"):
-        steps.append(Step(kind="create", nodes=tuple(new), detail="machines created, booted into maintenance mode"))
+        by_hand = [h for h in new if head is not None and (v := head.node(h)) is not None and v.vm is None]
+        detail = "machines created, booted into maintenance mode"
+        if by_hand:
+            detail += f"; {', '.join(by_hand)} must be booted by a person (metal)"
+        steps.append(Step(kind="create", nodes=tuple(new), detail=detail))
     if head is not None and (upgrading := set(by_kind.get("talos-upgrade", []))):
         for wave in head.waves:
             if picked := tuple(h for h in wave if h in upgrading):
@@ -330,6 +360,10 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
         detail = f"talosctl upgrade-k8s --to {head.kubernetes_version}, then a health check"
         steps.append(Step(kind="kubernetes", nodes=(), detail=detail))
     applied = list(dict.fromkeys([*by_kind.get("new-node", []), *by_kind.get("config-live", [])]))
+    if head is not None and by_kind.get("kubernetes-upgrade"):
+        # The role configs are generated with the Kubernetes version only once upgrade-k8s is
+        # done: every node's config apply has new inputs and runs again.
+        applied = list(dict.fromkeys([*applied, *(n.hostname for n in head.nodes)]))
     if applied:
         steps.append(Step(kind="apply", nodes=tuple(applied), detail="config applies, at once (mode auto)"))
     if base is None and head is not None:
@@ -360,6 +394,12 @@ def _warnings(head: ClusterView | None, nodes: list[NodeChange]) -> list[str]:
     control_planes = [n.hostname for n in down if n.role == "controlplane"]
     workers = [n.hostname for n in head.nodes if n.role == "worker"]
     out = []
+    upgraded = [n for n in nodes if "talos-upgrade" in n.kinds and head.node(n.hostname) is not None]
+    if len(head.nodes) == 1 and upgraded and not down:
+        out.append(
+            f"{upgraded[0].hostname} is the cluster's only node: it reboots for the Talos upgrade and the "
+            "Kubernetes API and every workload are down until it is back (a drain has nowhere to move them)"
+        )
     if len(head.nodes) == 1 and down:
         out.append(
             f"{down[0].hostname} is the cluster's only node and goes down without a drain: the Kubernetes "
@@ -371,13 +411,32 @@ def _warnings(head: ClusterView | None, nodes: list[NodeChange]) -> list[str]:
             "Kubernetes API is down until they are back. To keep it up, change one control plane per pull "
             "request (a node's own `vm:` overrides the role's size)"
         )
-    if workers and all(w in {n.hostname for n in down} for w in workers):
+    down_workers = [n.hostname for n in down if n.role == "worker"]
+    if workers and len(down_workers) == len(workers):
         out.append(
             f"every worker ({', '.join(workers)}) goes down at the same time, without a drain: workloads have "
             "nowhere to run until they are back. To keep them up, change the workers a few per pull request "
             "(a node's own `vm:` overrides the role's size)"
         )
+    elif len(down_workers) >= 2:
+        out.append(
+            f"workers {', '.join(down_workers)} go down at the same time, without a drain (not in "
+            "`workerBatchSize` batches): their workloads restart elsewhere"
+        )
     return out
+
+
+def _contract_warnings(base: ClusterView | None, head: ClusterView | None) -> list[str]:
+    if base is None or head is None:
+        return []
+    old, new = versions.parse_contract(base.contract), versions.parse_contract(head.contract)
+    if new >= old:
+        return []
+    return [
+        f"configContract is lowered {base.contract} → {head.contract}: every node's config is generated "
+        "for the older contract and applied to every node at once, not in waves; features of the newer "
+        "contract are turned off"
+    ]
 
 
 def _disk_of(base: NodeView, volume: str, cluster: str) -> str | None:
@@ -435,7 +494,7 @@ def review_cluster(
                 NodeChange(
                     hostname=node.hostname,
                     role=node.role,
-                    actions=(Action(kind="new-node", detail="its documents are listed in full below"),),
+                    actions=(Action(kind="new-node", detail=_new_node_detail(stack, node)),),
                     documents=(),
                 )
             )
@@ -465,7 +524,7 @@ def review_cluster(
         nodes=tuple(nodes),
         rollout=tuple(_rollout(base, head, nodes)),
         problems=tuple(_problems(stack, base, head) + _unasked_losses(base, head, resources)),
-        warnings=tuple(_losses(view.name, resources) + _warnings(head, nodes)),
+        warnings=tuple(_losses(view.name, resources) + _warnings(head, nodes) + _contract_warnings(base, head)),
     )
 
 

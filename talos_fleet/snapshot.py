@@ -76,6 +76,8 @@ class NodeView(View):
     installer: str
     vm: Vm | None
     documents: tuple[Document, ...]
+    pxe: bool = False
+    """Metal booted through a matchbox PXE entry."""
 
 
 class ClusterView(View):
@@ -140,7 +142,7 @@ def _generated(fleet: Fleet, cname: str, role: Role) -> Document:
         "clusterName": cname,
         "machineType": role,
         "endpoint": cluster.endpoint.url,
-        "talosVersion": fleet.defaults.contract,
+        "configContract": fleet.defaults.contract,
     }
     return Document(layer="generated", origin="talos-fleet", name="config generation", yaml=patches.to_yaml([inputs]))
 
@@ -201,6 +203,7 @@ def _cluster(fleet: Fleet, cname: str, cluster: Cluster) -> ClusterView:
                 kubernetes_version=plan.kubernetes_version,
                 installer=image,
                 vm=_vm(fleet, cname, node.hostname),
+                pxe=isinstance(source := fleet.sources[spec.source], MetalSource) and source.matchbox is not None,
                 documents=(
                     *roles[node.role],
                     *_derived("node", patches.node_documents(fleet, cname, node.hostname, image)),

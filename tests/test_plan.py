@@ -185,7 +185,8 @@ def test_a_kubernetes_bump_is_one_cluster_step(tmp_path: Path) -> None:
 
     result = plan_change(tmp_path, bump)
     assert actions(result) == {h: ["kubernetes-upgrade"] for h in CONTROL_PLANES + WORKERS}
-    assert rollout(result) == [("kubernetes", [])]
+    # upgrade-k8s, then every node's config apply runs again (the role configs carry the version).
+    assert rollout(result) == [("kubernetes", []), ("apply", CONTROL_PLANES + WORKERS)]
 
 
 def test_an_extension_change_is_a_talos_upgrade_with_a_new_installer(tmp_path: Path) -> None:
