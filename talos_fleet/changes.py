@@ -125,9 +125,13 @@ def diff(base: Iterable[Resource], head: Iterable[Resource]) -> list[ResourceCha
             continue
         a, b = _inputs(old), _inputs(new)
         fields = [p for p in dict.fromkeys([*b, *a]) if a.get(p, _MISSING) != b.get(p, _MISSING)]
-        if old.provider != new.provider:
-            # Another provider instance (a VM moved to another hypervisor keeps its name, so its
-            # URN): Pulumi replaces a resource whose provider changes.
+        if old.provider != new.provider and _provider_config(before, old) != _provider_config(after, new):
+            # Another provider instance with another configuration (a VM moved to another
+            # hypervisor keeps its name, so its URN): the engine replaces the resource when the
+            # new provider's DiffConfig reports a replacement. The same configuration under a new
+            # name (a renamed machine source) only re-homes it (pulumi/pulumi
+            # v3.259.0:pkg/resource/deploy/step_generator.go, providerChanged). libvirt's `uri`
+            # names the host the VM lives on, so another configuration is counted as a replacement.
             fields.append("provider")
         if fields:
             changed[k] = fields
@@ -164,6 +168,11 @@ def diff(base: Iterable[Resource], head: Iterable[Resource]) -> list[ResourceCha
 
 
 _MISSING = object()
+
+
+def _provider_config(state: dict[str, Resource], resource: Resource) -> dict[str, Any] | None:
+    provider = state.get(resource.provider) if resource.provider else None
+    return provider.inputs if provider else None
 
 
 def _change(resource: Resource, change: Change, fields: tuple[str, ...], applied: bool) -> ResourceChange:

@@ -1,16 +1,20 @@
 """Compare two snapshots: per node, what changes, what `pulumi up` will do to it, and in which
-order. Pure: the prediction follows the program's graph (components/) and the providers' rules:
+order. Pure. Two views are combined:
 
-* a Talos version or installer image change is a rolling upgrade (#4: `ClusterOperations`):
-  control planes one at a time, then worker batches, each drained and health-checked;
-* a Kubernetes version change is one `talosctl upgrade-k8s` for the cluster, after every node's
-  upgrade; config generations carry the new version only after it;
-* any other change to a node's documents reaches it through its config apply (apply mode auto:
-  live, or with a reboot when Talos needs one), on every such node at once, after the upgrades;
-* a VM's vCPUs, memory, data disks or role (its description) are fixed at creation by libvirt
-  provider 0.8.1 (ForceNew): the domain is replaced, its volumes kept; disk sizes are ignored
-  after creation (components/libvirt_hypervisor.py);
-* removals run last (Pulumi deletes after creating and updating), in reverse rollout order.
+* the documents and versions of each node (what the cluster sees): a Talos version or installer
+  image change is a rolling upgrade (#4: `ClusterOperations`), control planes one at a time, then
+  worker batches, each drained and health-checked; a Kubernetes version change is one `talosctl
+  upgrade-k8s` for the cluster, after which every node's config is applied again; any other
+  change to a node's documents reaches it through its config apply (mode auto), at once;
+* the desired state, resource by resource (talos_fleet.changes, judged by the providers' rules in
+  talos_fleet.providers): every created, updated, replaced or deleted resource is shown on the
+  nodes it belongs to, and what the documents do not explain becomes an action of its own (a VM
+  replaced, a disk deleted, a PXE entry replaced, a network replaced, a machine source changed, a
+  lifecycle step re-run).
+
+Losses of data are warned, and are problems when the stack did not ask for them (the node and
+disk are still in it) unless `acknowledgeDataLoss` says so. Removals run last (Pulumi deletes after
+creating and updating), in reverse rollout order.
 """
 
 from __future__ import annotations
@@ -566,10 +570,13 @@ def _with_resources(cluster: str, node: NodeChange, resources: tuple[ResourceCha
     one its documents and versions do not already account for."""
     ref = f"{cluster}/{node.hostname}"
     mine = [r for r in resources if ref in r.nodes]
-    if not mine:
-        return node
     kinds = set(node.kinds)
     actions = [a for a in node.actions if a.kind != "unchanged"]
+    # A VM whose domain the engine keeps (its source renamed, same host) is not replaced.
+    if not kinds & {"new-node", "removed-node"} and not any(r.kind == "Domain" and r.change != "update" for r in mine):
+        actions = [a for a in actions if not a.replaces_vm]
+    if not mine:
+        return node.model_copy(update={"actions": tuple(actions or [Action(kind="unchanged")])})
     if kinds & {"new-node", "removed-node"}:
         lost = [r for r in mine if r.loses_data and r.kind == "Volume" and ref in r.nodes and len(r.nodes) == 1]
         if "removed-node" in kinds and lost:

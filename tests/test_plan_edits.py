@@ -209,7 +209,10 @@ def single_field_edits(stack: Path, directory: Path) -> list[tuple[str, Path, Fl
 # The graph under mocks
 
 
-def _graph(stack: Path) -> dict[str, Registration]:
+Graph = dict[str, Registration]
+
+
+def _graph(stack: Path) -> Graph:
     # The root stack is registered by the mock runtime itself, once per process.
     return {r.urn: r for r in run_stack_file(stack).registrations if r.type != "pulumi:pulumi:Stack"}
 
@@ -218,10 +221,20 @@ def _provider(reg: Registration) -> str:
     return reg.provider.rsplit("::", 1)[0]
 
 
-def _replaced(kind: str, before: Registration, after: Registration) -> bool:
+def _provider_moved(before: Registration, after: Registration, old: Graph, new: Graph) -> bool:
+    """Another provider with another configuration (pulumi/pulumi v3.259.0
+    pkg/resource/deploy/step_generator.go providerChanged: a provider renamed with the same
+    configuration keeps its resources)."""
+    if _provider(before) == _provider(after):
+        return False
+    was, now = old.get(_provider(before)), new.get(_provider(after))
+    return was is None or now is None or was.inputs != now.inputs
+
+
+def _replaced(kind: str, before: Registration, after: Registration, old: Graph, new: Graph) -> bool:
     rule = RULES.get(kind)
-    if rule is None or _provider(before) != _provider(after):
-        return _provider(before) != _provider(after)
+    if rule is None or _provider_moved(before, after, old, new):
+        return _provider_moved(before, after, old, new)
     old, new = diffed_inputs(before), diffed_inputs(after)
     fields = [k for k in {*old, *new} if old.get(k) != new.get(k)]
     replace = rule.replace
@@ -273,9 +286,11 @@ def test_no_single_field_edit_that_changes_the_graph_is_missed(stack: Path, tmp_
             assert reg is not None
             kind = KIND_OF.get(reg.type, "")
             if before is not None and after is not None:
-                if diffed_inputs(before) == diffed_inputs(after) and _provider(before) == _provider(after):
+                if diffed_inputs(before) == diffed_inputs(after) and not _provider_moved(
+                    before, after, base_graph, head_graph
+                ):
                     continue
-                gone = _replaced(kind, before, after)
+                gone = _replaced(kind, before, after, base_graph, head_graph)
             else:
                 gone = after is None
             record = owners.get((reg.type, reg.name))
@@ -286,7 +301,7 @@ def test_no_single_field_edit_that_changes_the_graph_is_missed(stack: Path, tmp_
         if not affected and not losses and {*base_graph} == {*head_graph}:
             graph_same = all(
                 diffed_inputs(base_graph[u]) == diffed_inputs(head_graph[u])
-                and _provider(base_graph[u]) == _provider(head_graph[u])
+                and not _provider_moved(base_graph[u], head_graph[u], base_graph, head_graph)
                 for u in base_graph
             )
             if graph_same:

@@ -201,3 +201,22 @@ def test_a_single_node_cluster_going_down_is_warned(tmp_path: Path) -> None:
     result = plan(base, tmp_path, bigger)
     assert kinds(result) == {"homelab/cp-1": {"vm-change"}}
     assert any("cp-1 is the cluster's only node" in w for w in result.warnings), result.warnings
+
+
+def test_renaming_a_libvirt_source_rehomes_its_vms(tmp_path: Path) -> None:
+    """Same host, new name: the VMs and disks keep their URNs and their provider's configuration."""
+    kvm = libvirt_source(HOMELAB)
+
+    def rename(d: dict[str, Any]) -> None:
+        sources(d)["kvm-renamed"] = sources(d).pop(kvm)
+        for node in d["config"]["talos-fleet:clusters"]["homelab"]["nodes"].values():
+            if node.get("source", kvm) == kvm:
+                node["source"] = "kvm-renamed"
+
+    result = plan(HOMELAB, tmp_path, rename)
+    # The boot ISO's Pulumi name carries the source's name: it is downloaded again (see the report).
+    moved = [r for r in result.resources if (r.holds_data or r.kind == "Domain") and r.change != "update"]
+    assert not moved
+    assert not result.problems
+    for node in on_source(HOMELAB, kvm):
+        assert "vm-change" not in kinds(result)[node], node
