@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from talos_fleet import patches
+from talos_fleet import patches, spec
 from talos_fleet.desired import Resource, desired_state
 from talos_fleet.plan import plan_cluster
 from talos_fleet.spec import Cluster, Fleet, LibvirtSource, MetalSource, Role
@@ -128,10 +128,37 @@ def _derived(layer: Layer, docs: list[patches.Document]) -> list[Document]:
 
 
 def _user(layer: Layer, path: str, docs: tuple[patches.Document, ...]) -> list[Document]:
+    """A stack file's patches, `{secret: <name>}` shown as `<secret:name>`."""
     return [
-        Document(layer=layer, origin=f"{path}[{i}]", name=_name(d), yaml=patches.to_yaml([d]))
+        Document(layer=layer, origin=f"{path}[{i}]", name=_name(d), yaml=patches.to_yaml([_stand_ins(d)]))
         for i, d in enumerate(docs)
     ]
+
+
+def _node_patches(path: str, docs: tuple[patches.Document, ...]) -> list[Document]:
+    """A node's own patches as its apply sends them: one that references a secret is split into
+    its plaintext part and an overlay of the secret fields (patches.split_references)."""
+    out = []
+    for i, doc in enumerate(docs):
+        plain, overlay = patches.split_references(doc)
+        if plain is not None:
+            out.append(Document(layer="node", origin=f"{path}[{i}]", name=_name(plain), yaml=patches.to_yaml([plain])))
+        if overlay is not None:
+            out.append(
+                Document(
+                    layer="node",
+                    origin=f"{path}[{i}] (secret fields)",
+                    name=_name(overlay),
+                    yaml=patches.to_yaml([overlay]),
+                )
+            )
+    return out
+
+
+def _stand_ins(doc: patches.Document) -> patches.Document:
+    names = spec.patch_secret_references(doc)
+    resolved: patches.Document = patches.resolve_references(doc, {n: f"<secret:{n}>" for n in names})
+    return resolved
 
 
 def _generated(fleet: Fleet, cname: str, role: Role) -> Document:
@@ -207,7 +234,7 @@ def _cluster(fleet: Fleet, cname: str, cluster: Cluster) -> ClusterView:
                 documents=(
                     *roles[node.role],
                     *_derived("node", patches.node_documents(fleet, cname, node.hostname, image)),
-                    *_user("node", own, spec.patches),
+                    *_node_patches(own, spec.patches),
                 ),
             )
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
@@ -153,6 +154,9 @@ class Registration:
     additional_secret_outputs: list[str]
     provider: str
     aliases: list[str]
+    wire: dict[str, Any] = field(default_factory=dict)
+    """The inputs as sent, secret markers where the SDK put them: a secret element of a list
+    stays marked on its own (`inputs` lifts it to the whole list, as the SDK's deserializer does)."""
 
 
 @dataclass
@@ -188,6 +192,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 provider=request.provider,
                 # An alias is a full URN or a spec; specs here only ever move a parent.
                 aliases=[a.urn or f"parent:{a.spec.parentUrn}" for a in request.aliases],
+                wire=json_format.MessageToDict(request.object),
             )
         )
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]

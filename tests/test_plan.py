@@ -20,7 +20,7 @@ from talos_fleet import naming, patches, report
 from talos_fleet.loader import load_stack_file
 from talos_fleet.review import Review, review
 from talos_fleet.snapshot import Snapshot, installer, snapshot
-from talos_fleet.spec import ROLES, ImageSpec
+from talos_fleet.spec import ROLES, ImageSpec, patch_secret_references
 from tests.conftest import ROOT, STACK_FILES, VALID_STACKS
 from tests.harness import add_extension, bump_talos, mutated_stack
 
@@ -411,8 +411,18 @@ def test_the_plan_never_holds_a_secret(stack: Path, tmp_path: Path) -> None:
     for secret in _secret_strings(stack):
         assert secret not in text
     fleet = load_stack_file(stack)
-    disk_secrets = sorted({n for c in fleet.clusters.values() for n in c.secret_names()})
-    for name in disk_secrets:
+    disk_secrets = {n for c in fleet.clusters.values() for n in c.secret_names()}
+    referenced = {
+        n
+        for c in fleet.clusters.values()
+        for patch in (
+            *c.patches,
+            *(p for role in ROLES for p in fleet.role_patches(c, role)),
+            *(p for node in c.nodes.values() for p in node.patches),
+        )
+        for n in patch_secret_references(patch)
+    }
+    for name in sorted(disk_secrets | referenced):
         assert f"<secret:{name}>" in text, "a secret field shows as its name"
 
 
