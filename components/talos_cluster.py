@@ -40,7 +40,7 @@ class TalosClusterArgs:
     wiring: Wiring
     """Resolves placeholders (addresses through machines, the installer, secrets) and options."""
     plan: ClusterPlan
-    """The cluster's nodes, for the health check, the talosconfig and the exports."""
+    """The cluster's endpoint and node addresses, for the exports."""
 
 
 class TalosCluster(pulumi.ComponentResource):
@@ -51,10 +51,9 @@ class TalosCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TalosClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.COMPONENT_TYPE, name, None, opts)
-        wiring, plan, cname = args.wiring, args.plan, args.plan.name
+        wiring, plan = args.wiring, args.plan
         wiring.add(args.resource, self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
-        applies: list[pulumi.Resource] = []
         for child in args.state.children(args.resource.key):
             if child.kind == "ClusterOperations":
                 ClusterOperations(
@@ -77,40 +76,24 @@ class TalosCluster(pulumi.ComponentResource):
                     **snake(inputs), opts=invoke
                 ).machine_configuration
             elif child.kind == "ConfigurationApply":
-                created = talos.machine.ConfigurationApply(child.name, **snake(inputs), opts=options)
-                wiring.add(child, created)
-                applies.append(created)
+                wiring.add(child, talos.machine.ConfigurationApply(child.name, **snake(inputs), opts=options))
             elif child.kind == "Bootstrap":
-                bootstrap = talos.machine.Bootstrap(child.name, **snake(inputs), opts=options)
-                wiring.add(child, bootstrap)
+                wiring.add(child, talos.machine.Bootstrap(child.name, **snake(inputs), opts=options))
             elif child.kind == "Kubeconfig":
                 kubeconfig = talos.cluster.Kubeconfig(child.name, **snake(inputs), opts=options)
                 wiring.add(child, kubeconfig)
+            elif child.kind == "getHealth":
+                health = talos.cluster.get_health_output(
+                    **snake({k: v for k, v in inputs.items() if k != "timeouts"}),
+                    timeouts=talos.cluster.GetHealthTimeoutsArgs(**snake(inputs["timeouts"])),
+                    opts=pulumi.InvokeOutputOptions(
+                        parent=self, depends_on=[wiring.resources[k] for k in child.depends_on]
+                    ),
+                )
+            elif child.kind == "getClientConfiguration":
+                talosconfig = talos.client.get_configuration_output(**snake(inputs), opts=invoke).talos_config
             else:
                 raise ValueError(f"{child.key}: not a Talos cluster resource")
-        client_configuration = wiring.outputs[f"{desired.key('Secrets', naming.secrets(cname))}.clientConfiguration"]
-
-        control_plane_ips = [n.ip for n in plan.control_planes]
-        health = talos.cluster.get_health_output(
-            client_configuration=client_configuration,
-            control_plane_nodes=control_plane_ips,
-            worker_nodes=[n.ip for n in plan.workers],
-            endpoints=control_plane_ips,
-            timeouts=talos.cluster.GetHealthTimeoutsArgs(read="10m"),
-            # An invoke has no input to carry the edge: asking before bootstrap and every
-            # node's apply could only time out.
-            opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[bootstrap, *applies]),
-        )
-        talosconfig = talos.client.get_configuration_output(
-            cluster_name=cname,
-            client_configuration=client_configuration,
-            # Control planes' own addresses, never the VIP: talosctl must reach a node even when
-            # etcd (and so the VIP) is down.
-            endpoints=control_plane_ips,
-            nodes=control_plane_ips,
-            opts=invoke,
-        ).talos_config
-
         # The provider does not mark the talosconfig secret; wrap both credentials explicitly.
         # The kubeconfig is handed out once the cluster reports healthy.
         self.kubeconfig = pulumi.Output.secret(

@@ -11,6 +11,7 @@ through `to_wire` first; the graph tests check what the mocks receive.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -144,8 +145,11 @@ class Wiring:
 
 
 def yaml_scalar(value: Any) -> str:
-    """`value` written as a YAML mapping value is (plain where it can be, quoted otherwise)."""
-    return yaml.safe_dump({"v": value}, width=float("inf")).removeprefix("v: ").removesuffix("\n")
+    """`value` written as a YAML mapping value is (plain where it can be, quoted otherwise), on
+    one line whatever it holds (a PEM key has line breaks): it replaces a placeholder inside an
+    indented document. A JSON string is a YAML double-quoted scalar."""
+    text: str = yaml.safe_dump({"v": value}, width=float("inf")).removeprefix("v: ").removesuffix("\n")
+    return json.dumps(value) if "\n" in text else text
 
 
 def _attribute(name: str, urls: Any) -> str:

@@ -69,9 +69,11 @@ KINDS: dict[str, str] = {
     "Kubeconfig": "talos:cluster/kubeconfig:Kubeconfig",
     "getUrls": "talos:imageFactory/getUrls:getUrls",
     "getConfiguration": "talos:machine/getConfiguration:getConfiguration",
+    "getHealth": "talos:cluster/getHealth:getHealth",
+    "getClientConfiguration": "talos:client/getConfiguration:getConfiguration",
 }
 COMPONENTS = ("TalosImages", "LibvirtHypervisor", "MatchboxPxe", "TalosCluster", "ClusterOperations")
-DATA = ("getUrls", "getConfiguration")
+DATA = ("getUrls", "getConfiguration", "getHealth", "getClientConfiguration")
 
 PROJECT_DIRECTORY = "<local:project-directory>"
 TOKEN = re.compile(r"<(id|via|factory|secret|local):([^<>]*)>")
@@ -626,6 +628,7 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
         **child,
     )
     booted = via("Bootstrap", bootstrap.name, first.ip)
+    control_plane_ips = [n.ip for n in plan.control_planes]
     out += [
         bootstrap,
         Resource(
@@ -633,6 +636,40 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
             name=naming.kubeconfig(cname),
             inputs={"node": booted, "endpoint": booted, "clientConfiguration": client},
             nodes=(node_ref(cname, first.hostname),),
+            **child,
+        ),
+        # The kubeconfig is handed out once the cluster reports healthy.
+        Resource(
+            kind="getHealth",
+            name=f"{cname}/health",
+            inputs={
+                "clientConfiguration": client,
+                "controlPlaneNodes": control_plane_ips,
+                "workerNodes": [n.ip for n in plan.workers],
+                "endpoints": control_plane_ips,
+                "timeouts": {"read": "10m"},
+            },
+            # An invoke has no input to carry the edge: asking before bootstrap and every node's
+            # apply could only time out.
+            depends_on=(
+                bootstrap.key,
+                *(key("ConfigurationApply", naming.node_apply(cname, n.hostname)) for n in plan.nodes),
+            ),
+            nodes=everyone,
+            **child,
+        ),
+        Resource(
+            kind="getClientConfiguration",
+            name=f"{cname}/talosconfig",
+            # Control planes' own addresses, never the VIP: talosctl must reach a node even when
+            # etcd (and so the VIP) is down.
+            inputs={
+                "clusterName": cname,
+                "clientConfiguration": client,
+                "endpoints": control_plane_ips,
+                "nodes": control_plane_ips,
+            },
+            nodes=everyone,
             **child,
         ),
     ]

@@ -133,7 +133,8 @@ class Review(View):
 
     @property
     def changed(self) -> bool:
-        return bool(self.resources) or any(c.status != "unchanged" for c in self.clusters)
+        registered = [r for r in self.resources if r.kind not in DATA]
+        return bool(registered) or any(c.status != "unchanged" for c in self.clusters)
 
     @property
     def problems(self) -> list[str]:
@@ -569,7 +570,8 @@ def _with_resources(cluster: str, node: NodeChange, resources: tuple[ResourceCha
     """The node's change with every resource change that reaches it, and an action for each
     one its documents and versions do not already account for."""
     ref = f"{cluster}/{node.hostname}"
-    mine = [r for r in resources if ref in r.nodes]
+    # Provider calls are not resources: a change of theirs reaches the node through what reads them.
+    mine = [r for r in resources if ref in r.nodes and r.kind not in DATA]
     kinds = set(node.kinds)
     actions = [a for a in node.actions if a.kind != "unchanged"]
     # A VM whose domain the engine keeps (its source renamed, same host) is not replaced.
