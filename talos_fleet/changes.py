@@ -190,3 +190,52 @@ def _change(resource: Resource, change: Change, fields: tuple[str, ...], applied
         rule=rule.source if rule else "",
         holds_data=resource.kind in DATA_KINDS and not (resource.kind == "Volume" and "source" in resource.inputs),
     )
+
+
+# What each provider names an object by on its host or server, and what happens when a new
+# resource's object has the name of one an old resource (deleted later in the same `pulumi up`:
+# Pulumi creates before it deletes) still holds.
+CLASHES: dict[str, tuple[tuple[str, ...], str]] = {
+    # Create adopts an existing volume of the same name ("found and left as-is") and takes its
+    # key as id; the old resource's delete then deletes that volume
+    # (dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_volume.go create).
+    "Volume": (
+        ("pool", "name"),
+        "adopts the existing volume of that name, which the deletion of {old} then deletes",
+    ),
+    # NetworkDefineXML refuses a second network of the same name
+    # (dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_network.go).
+    "Network": (("name",), "fails: libvirt already has a network of that name until {old} is deleted"),
+    # DomainDefineXML likewise (resource_libvirt_domain.go).
+    "Domain": (("name",), "fails: libvirt already has a domain of that name until {old} is deleted"),
+    # Create upserts by name and delete deletes by name (poseidon/terraform-provider-matchbox
+    # v0.5.4: matchbox/resource_group.go, resource_profile.go).
+    "Group": (("name",), "overwrites the entry of that name, which the deletion of {old} then deletes"),
+    "Profile": (("name",), "overwrites the entry of that name, which the deletion of {old} then deletes"),
+}
+
+
+def name_clashes(base: Iterable[Resource], head: Iterable[Resource], changes: Iterable[ResourceChange]) -> list[str]:
+    """A resource created under a new Pulumi name for an object an old resource still holds
+    (e.g. a machine source renamed: its network and boot ISO keep their names on the host)."""
+    before = {r.key: r for r in base}
+    after = {r.key: r for r in head}
+    done = list(changes)
+    deleted = [before[c.key] for c in done if c.change == "delete"]
+    out = []
+    for c in done:
+        if c.change != "create" or c.kind not in CLASHES:
+            continue
+        new = after[c.key]
+        fields, effect = CLASHES[c.kind]
+        for old in deleted:
+            if old.kind != new.kind or _provider_config(before, old) != _provider_config(after, new):
+                continue
+            if all(old.inputs.get(f) == new.inputs.get(f) for f in fields):
+                what = ", ".join(f"{f} {new.inputs.get(f)}" for f in fields)
+                out.append(
+                    f"{new.kind} {new.name} ({what}) is created before {old.name} is deleted and "
+                    f"{effect.format(old=old.name)}. Apply it in two steps: first remove what uses "
+                    f"{old.name}, then add it back under its new name"
+                )
+    return out

@@ -25,7 +25,7 @@ from typing import Literal
 import yaml
 
 from talos_fleet import commands, naming, versions
-from talos_fleet.changes import ResourceChange, diff
+from talos_fleet.changes import ResourceChange, diff, name_clashes
 from talos_fleet.desired import DATA
 from talos_fleet.snapshot import ClusterView, Document, NodeView, Snapshot, View
 
@@ -130,6 +130,8 @@ class Review(View):
     """Every resource `pulumi up` creates, updates, replaces or deletes."""
     stack_warnings: tuple[str, ...] = ()
     """Warnings about resources of no cluster (machine sources)."""
+    stack_problems: tuple[str, ...] = ()
+    """Problems of the stack's machine sources (objects whose name a new resource would take)."""
 
     @property
     def changed(self) -> bool:
@@ -138,7 +140,7 @@ class Review(View):
 
     @property
     def problems(self) -> list[str]:
-        return [f"{c.name}: {p}" for c in self.clusters for p in c.problems]
+        return [*self.stack_problems, *(f"{c.name}: {p}" for c in self.clusters for p in c.problems)]
 
     @property
     def warnings(self) -> list[str]:
@@ -559,6 +561,7 @@ def review(
         clusters=tuple(clusters),
         resources=resources,
         stack_warnings=tuple(_losses(None, orphans)),
+        stack_problems=tuple(name_clashes(base.resources if base else (), head.resources, resources)),
     )
 
 

@@ -203,7 +203,7 @@ def test_a_single_node_cluster_going_down_is_warned(tmp_path: Path) -> None:
     assert any("cp-1 is the cluster's only node" in w for w in result.warnings), result.warnings
 
 
-def test_renaming_a_libvirt_source_rehomes_its_vms(tmp_path: Path) -> None:
+def test_renaming_a_libvirt_source_rehomes_its_vms_and_clashes_on_shared_names(tmp_path: Path) -> None:
     """Same host, new name: the VMs and disks keep their URNs and their provider's configuration."""
     kvm = libvirt_source(HOMELAB)
 
@@ -214,9 +214,14 @@ def test_renaming_a_libvirt_source_rehomes_its_vms(tmp_path: Path) -> None:
                 node["source"] = "kvm-renamed"
 
     result = plan(HOMELAB, tmp_path, rename)
-    # The boot ISO's Pulumi name carries the source's name: it is downloaded again (see the report).
     moved = [r for r in result.resources if (r.holds_data or r.kind == "Domain") and r.change != "update"]
     assert not moved
-    assert not result.problems
     for node in on_source(HOMELAB, kvm):
         assert "vm-change" not in kinds(result)[node], node
+    # The network's and the boot ISO's Pulumi names carry the source's name, their names on the
+    # host do not: the new ones are created while the old ones still hold those names.
+    network, iso = sorted(result.problems)
+    assert network.startswith("Network kvm-renamed-network (name talos-homelab) is created before kvm-network")
+    assert "already has a network of that name" in network
+    assert iso.startswith("Volume kvm-renamed-boot-")
+    assert "which the deletion of kvm-boot-" in iso
