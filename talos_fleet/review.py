@@ -517,7 +517,13 @@ def review_cluster(
                     documents=(),
                 )
             )
-    nodes = [_with_resources(view.name, n, resources) for n in nodes]
+    # Provider calls are not resources: a change of theirs reaches a node through what reads them.
+    by_node: dict[str, list[ResourceChange]] = {}
+    for r in resources:
+        if r.kind not in DATA:
+            for ref in r.nodes:
+                by_node.setdefault(ref, []).append(r)
+    nodes = [_with_resources(view.name, n, by_node.get(f"{view.name}/{n.hostname}", [])) for n in nodes]
     status: Literal["new", "removed", "changed", "unchanged"]
     if base is None:
         status = "new"
@@ -546,7 +552,7 @@ def review(
             stack,
             base.cluster(n) if base else None,
             head.cluster(n),
-            tuple(r for r in resources if any(node.split("/", 1)[0] == n for node in r.nodes) or r.cluster == n),
+            tuple(r for r in resources if r.cluster == n or any(node.split("/", 1)[0] == n for node in r.nodes)),
         )
         for n in names
     ]
@@ -569,12 +575,10 @@ def review(
 # Resources per node (talos_fleet.changes, by the providers' rules in talos_fleet.providers)
 
 
-def _with_resources(cluster: str, node: NodeChange, resources: tuple[ResourceChange, ...]) -> NodeChange:
+def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) -> NodeChange:
     """The node's change with every resource change that reaches it, and an action for each
     one its documents and versions do not already account for."""
     ref = f"{cluster}/{node.hostname}"
-    # Provider calls are not resources: a change of theirs reaches the node through what reads them.
-    mine = [r for r in resources if ref in r.nodes and r.kind not in DATA]
     kinds = set(node.kinds)
     actions = [a for a in node.actions if a.kind != "unchanged"]
     # A VM whose domain the engine keeps (its source renamed, same host) is not replaced.
