@@ -40,6 +40,9 @@ class ResourceChange(BaseModel):
     source: str | None = None
     rule: str = ""
 
+    moved: bool = False
+    """Reached through another provider with another configuration (another host or server),
+    and not created there (see diff)."""
     holds_data: bool = False
     """A node's disk, the cluster's Talos secrets or a machine's PXE entry (not a boot ISO: that
     is a download of the Image Factory's)."""
@@ -102,8 +105,9 @@ def _reads(value: Any, ids: bool = True, values: bool = True) -> set[str]:
 
 def _judge(resource: Resource, fields: list[str]) -> tuple[Change, bool]:
     """Replace or update, and whether the update applies anything, by the provider's rule."""
-    if "provider" in fields:
-        return "replace", True
+    fields = [f for f in fields if f != "provider"]  # another provider replaces nothing (diff)
+    if not fields:
+        return "update", False
     rule = providers.rule(resource.kind)
     if rule is None:
         return "update", True
@@ -127,11 +131,12 @@ def diff(base: Iterable[Resource], head: Iterable[Resource]) -> list[ResourceCha
         fields = [p for p in dict.fromkeys([*b, *a]) if a.get(p, _MISSING) != b.get(p, _MISSING)]
         if old.provider != new.provider and _provider_config(before, old) != _provider_config(after, new):
             # Another provider instance with another configuration (a VM moved to another
-            # hypervisor keeps its name, so its URN): the engine replaces the resource when the
-            # new provider's DiffConfig reports a replacement. The same configuration under a new
-            # name (a renamed machine source) only re-homes it (pulumi/pulumi
-            # v3.259.0:pkg/resource/deploy/step_generator.go, providerChanged). libvirt's `uri`
-            # names the host the VM lives on, so another configuration is counted as a replacement.
+            # hypervisor keeps its name, so its URN): the engine replaces the resource only when
+            # the new provider's DiffConfig reports a replacement (pulumi/pulumi
+            # v3.259.0:pkg/resource/deploy/step_generator.go, providerChanged), and a provider
+            # configuration change replaces nothing (../shared/talos/FACTS.md, "What the real tools
+            # do"). So nothing is created on the new host: the state points at it and the
+            # existing object is looked for there. Recorded, never applied.
             fields.append("provider")
         if fields:
             changed[k] = fields
@@ -162,7 +167,8 @@ def diff(base: Iterable[Resource], head: Iterable[Resource]) -> list[ResourceCha
             out.append(_change(new, "create", (), True))
         elif k in changed:
             change, applied = _judge(new, changed[k]) if not new.data else ("update", True)
-            out.append(_change(new, change, tuple(changed[k]), applied))
+            moved = "provider" in changed[k] and change != "replace"
+            out.append(_change(new, change, tuple(changed[k]), applied).model_copy(update={"moved": moved}))
     out += [_change(old, "delete", (), True) for k, old in before.items() if k not in after]
     return out
 

@@ -65,14 +65,11 @@ class Action(View):
     kind: ActionKind
     detail: str = ""
     replaces_vm: bool = False
-    replaces_disks: bool = False
     downgrade: bool = False
     """A Talos or Kubernetes version change to an older version."""
 
     @property
     def label(self) -> str:
-        if self.replaces_disks:
-            return "VM and disks replaced"
         if self.downgrade:
             return {"talos-upgrade": "Talos downgrade", "kubernetes-upgrade": "Kubernetes downgrade"}[self.kind]
         return ACTION_LABELS[self.kind]
@@ -215,13 +212,17 @@ def _vm_actions(base: NodeView, head: NodeView) -> tuple[list[Action], list[str]
         if base.source != head.source:
             return [], [f"moves from machine source {base.source} to {head.source}: boot it there before pulumi up"]
         return [], []
-    if old is None or new is None or old.hypervisor != new.hypervisor:
-        where = f"from {base.source} to {head.source}"
+    if new is None:
         detail = (
-            f"moves {where}: a new VM and new disks are created there and the old ones deleted; "
-            "the node starts empty and takes its config again"
+            f"moves from {base.source} to metal source {head.source}: its VM and disks are deleted; a person "
+            "must boot the machine from Talos media at its address"
         )
-        return [Action(kind="vm-change", detail=detail, replaces_vm=True, replaces_disks=True)], []
+        return [Action(kind="vm-change", detail=detail, replaces_vm=True)], []
+    if old is None:
+        detail = f"moves from metal source {base.source} to {head.source}: a VM is created for it and boots empty"
+        return [Action(kind="vm-change", detail=detail, replaces_vm=True)], []
+    if old.hypervisor != new.hypervisor:
+        return [], []  # judged resource by resource: another provider configuration moves nothing
     reasons, notes = [], []
     if old.cpus != new.cpus:
         reasons.append(f"vCPUs {old.cpus} → {new.cpus}")
@@ -454,6 +455,26 @@ def _disk_of(base: NodeView, volume: str, cluster: str) -> str | None:
     return next((d for d in data if naming.vm_data_disk(cluster, base.hostname, d) == volume), None)
 
 
+def _moves(base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...]) -> list[str]:
+    """Nodes whose machine would only be re-pointed at another machine source (see changes.diff)."""
+    if base is None or head is None:
+        return []
+    out = []
+    for node in head.nodes:
+        old = base.node(node.hostname)
+        ref = f"{head.name}/{node.hostname}"
+        if old is None or old.source == node.source:
+            continue
+        if any(r.moved and ref in r.nodes and len(r.nodes) == 1 for r in resources):
+            out.append(
+                f"{node.hostname} moves from machine source {old.source} to {node.source}: Pulumi does not "
+                "move or recreate its machine (another provider configuration replaces nothing), it would "
+                f"look for it on {node.source}. Remove the node in one change and add it back on "
+                f"{node.source} in another"
+            )
+    return out
+
+
 def _unasked_losses(
     base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...]
 ) -> list[str]:
@@ -536,7 +557,9 @@ def review_cluster(
         status=status,
         nodes=tuple(nodes),
         rollout=tuple(_rollout(base, head, nodes)),
-        problems=tuple(_problems(stack, base, head) + _unasked_losses(base, head, resources)),
+        problems=tuple(
+            _problems(stack, base, head) + _moves(base, head, resources) + _unasked_losses(base, head, resources)
+        ),
         warnings=tuple(_losses(view.name, resources) + _warnings(head, nodes) + _contract_warnings(base, head)),
     )
 
@@ -613,7 +636,7 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
             replaces_vm=True,
         )
     lost = [r for r in mine if r.loses_data and r.kind == "Volume"]
-    if lost and not any(a.replaces_disks for a in actions):
+    if lost:
         add(
             "data-loss",
             "; ".join(
@@ -641,7 +664,16 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
         add(
             "source-change",
             "; ".join(f"{r.name}: {', '.join(r.fields)}" for r in sources)
-            + ": every resource of this machine source is reached through the new setting",
+            + ": every resource of this machine source is reached through the new setting; a provider "
+            "configuration change replaces nothing, so nothing is moved or created there",
+        )
+    moved = [r for r in mine if r.moved]
+    if moved and not sources:
+        add(
+            "source-change",
+            f"{', '.join(f'{r.kind} {r.name}' for r in moved)} would be reached through machine source "
+            f"{moved[0].source}'s provider: Pulumi replaces nothing for another provider configuration, "
+            "so nothing is created there and the existing ones are looked for on the new host",
         )
     steps = [r for r in by_kind.get("Command", []) if r.change == "update" and _node_step(r, kinds, actions)]
     if steps and "talos-upgrade" not in kinds:

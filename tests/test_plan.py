@@ -208,7 +208,7 @@ def test_resizing_a_vm_replaces_it_and_keeps_its_disks(tmp_path: Path) -> None:
     assert rollout(result) == [("replace-vms", WORKERS)]
     vm = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
     assert all(a.replaces_vm and "8192 → 12288 MiB" in a.detail for a in vm)
-    assert all(not a.replaces_disks and a.label == "VM replaced, disks kept" for a in vm)
+    assert all(a.label == "VM replaced, disks kept" for a in vm)
     (warning,) = result.warnings  # the control plane keeps quorum; the workers do not stay up
     assert f"every worker ({', '.join(WORKERS)}) goes down at the same time, without a drain" in warning
 
@@ -224,32 +224,27 @@ def test_resizing_every_control_plane_at_once_warns_of_quorum(tmp_path: Path) ->
     assert "etcd loses quorum" in report.markdown(result)
 
 
-def test_moving_a_vm_to_another_hypervisor_replaces_its_disks_too(tmp_path: Path) -> None:
+def test_moving_a_vm_to_another_hypervisor_is_refused_since_nothing_would_move(tmp_path: Path) -> None:
+    """Another provider configuration replaces nothing: the VM and its disks would only be looked
+    for on the other host. The plan says so and stops."""
+
     def move(doc: dict[str, Any]) -> None:
         sources = doc["config"]["talos-fleet:sources"]
         sources["kvm2"] = {**sources["kvm"], "uri": "qemu+ssh://admin@kvm2.example.net/system"}
         sources["kvm2"]["network"] = {"managed": {**sources["kvm"]["network"]["managed"], "name": "talos-2"}}
         nodes(doc)["worker-2"]["source"] = "kvm2"
 
-    unacknowledged = plan_change(tmp_path, move)
-    system, data = unacknowledged.problems
-    assert "worker-2: disk system (volume homelab-worker-2-system) is replaced by an empty one" in system
-    assert "worker-2: disk data (volume homelab-worker-2-data) is replaced by an empty one" in data
-    assert all("moves to another machine source" in p and "acknowledgeDataLoss" in p for p in (system, data))
-
-    def move_acknowledged(doc: dict[str, Any]) -> None:
-        move(doc)
-        doc["config"]["talos-fleet:clusters"]["homelab"]["acknowledgeDataLoss"] = ["worker-2"]
-
-    result = plan_change(tmp_path, move_acknowledged)
-    assert not result.problems
-    assert any("worker-2: disk homelab-worker-2-system is replaced" in w for w in result.warnings)
-    assert actions(result) == {**{h: ["unchanged"] for h in [*CONTROL_PLANES, "worker-1"]}, "worker-2": ["vm-change"]}
-    (action,) = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
-    assert action.replaces_vm
-    assert action.replaces_disks
-    assert action.label == "VM and disks replaced"
-    assert "**VM and disks replaced**: moves from kvm to kvm2" in report.markdown(result)
+    result = plan_change(tmp_path, move)
+    assert actions(result) == {
+        **{h: ["unchanged"] for h in [*CONTROL_PLANES, "worker-1"]},
+        # Its DHCP-entry step has another URI and network: pulumi-command runs it again.
+        "worker-2": ["source-change", "step-rerun"],
+    }
+    (problem,) = result.problems
+    assert problem.startswith("homelab: worker-2 moves from machine source kvm to kvm2")
+    assert "Remove the node in one change and add it back on kvm2 in another" in problem
+    assert not [r for r in result.resources if r.kind in ("Volume", "Domain") and r.change == "replace"]
+    assert "**machine source changed**" in report.markdown(result)
 
 
 def test_a_bigger_disk_is_a_note_not_an_action(tmp_path: Path) -> None:

@@ -231,10 +231,11 @@ def _provider_moved(before: Registration, after: Registration, old: Graph, new: 
     return was is None or now is None or was.inputs != now.inputs
 
 
-def _replaced(kind: str, before: Registration, after: Registration, old: Graph, new: Graph) -> bool:
+def _replaced(kind: str, before: Registration, after: Registration) -> bool:
+    """By the provider's rule; another provider (configuration) replaces nothing (FACTS.md)."""
     rule = RULES.get(kind)
-    if rule is None or _provider_moved(before, after, old, new):
-        return _provider_moved(before, after, old, new)
+    if rule is None:
+        return False
     old, new = diffed_inputs(before), diffed_inputs(after)
     fields = [k for k in {*old, *new} if old.get(k) != new.get(k)]
     replace = rule.replace
@@ -290,7 +291,7 @@ def test_no_single_field_edit_that_changes_the_graph_is_missed(stack: Path, tmp_
                     before, after, base_graph, head_graph
                 ):
                     continue
-                gone = _replaced(kind, before, after, base_graph, head_graph)
+                gone = _replaced(kind, before, after)
             else:
                 gone = after is None
             record = owners.get((reg.type, reg.name))

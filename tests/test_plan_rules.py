@@ -225,3 +225,21 @@ def test_renaming_a_libvirt_source_rehomes_its_vms_and_clashes_on_shared_names(t
     assert "already has a network of that name" in network
     assert iso.startswith("Volume kvm-renamed-boot-")
     assert "which the deletion of kvm-boot-" in iso
+
+
+def test_a_vm_moved_to_metal_loses_its_disks_unless_acknowledged(tmp_path: Path) -> None:
+    def to_metal(d: dict[str, Any]) -> None:
+        sources(d)["rack"] = {"kind": "metal"}
+        d["config"]["talos-fleet:clusters"]["homelab"]["nodes"]["worker-2"]["source"] = "rack"
+
+    refused = plan(HOMELAB, tmp_path, to_metal)
+    assert {"data-loss"} <= kinds(refused)["homelab/worker-2"]
+    assert any(p.startswith("homelab: worker-2: disk system") and "acknowledgeDataLoss" in p for p in refused.problems)
+
+    def acknowledged(d: dict[str, Any]) -> None:
+        to_metal(d)
+        d["config"]["talos-fleet:clusters"]["homelab"]["acknowledgeDataLoss"] = ["worker-2"]
+
+    accepted = plan(HOMELAB, tmp_path, acknowledged)
+    assert not [p for p in accepted.problems if "disk" in p]
+    assert any("worker-2: disk homelab-worker-2-system is deleted" in w for w in accepted.warnings)
