@@ -20,8 +20,6 @@ class Rule:
     to any other input is recorded in the state and nothing else happens."""
     source: str
     """Where the rule is read from (repository, tag, file)."""
-    update: str
-    """What an update does, in the plan's words."""
 
 
 RULES: dict[str, Rule] = {
@@ -61,14 +59,12 @@ RULES: dict[str, Rule] = {
             "networkInterfaces.mac",
         ),
         source="dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_domain.go",
-        update="the VM's DHCP reservation is rewritten",
     ),
     # Every attribute of resourceLibvirtVolume is ForceNew and it has no Update.
     "Volume": Rule(
         replace=None,
         applies=(),
         source="dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_volume.go",
-        update="",
     ),
     # ForceNew: name, domain, mode, bridge, addresses, dns.forwarders, dns.srvs, dhcp, routes,
     # xml.xslt. resourceLibvirtNetworkUpdate applies autostart and the DNS host entries
@@ -88,20 +84,17 @@ RULES: dict[str, Rule] = {
         ),
         applies=("autostart", "dns.hosts"),
         source="dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_network.go",
-        update="the network's autostart or DNS hosts are rewritten",
     ),
     # Every field of the group and profile schemas is ForceNew (no Update).
     "Group": Rule(
         replace=None,
         applies=(),
         source="poseidon/terraform-provider-matchbox v0.5.4:matchbox/resource_group.go",
-        update="",
     ),
     "Profile": Rule(
         replace=None,
         applies=(),
         source="poseidon/terraform-provider-matchbox v0.5.4:matchbox/resource_profile.go",
-        update="",
     ),
     # Only `triggers` is replaceOnChanges (common/inputs.go); any other change is an Update, which
     # runs `update`, or `create` when there is no update (local/commandController.go Update).
@@ -112,14 +105,12 @@ RULES: dict[str, Rule] = {
             "pulumi/pulumi-command v1.2.1:provider/pkg/provider/common/inputs.go, "
             "provider/pkg/provider/local/commandController.go"
         ),
-        update="the step runs again",
     ),
     # No attribute requires replacement; Update applies the config again (apply mode auto).
     "ConfigurationApply": Rule(
         replace=(),
         applies=None,
         source="siderolabs/terraform-provider-talos v0.11.0:pkg/talos/talos_machine_configuration_apply_resource.go",
-        update="the config is applied again",
     ),
     # talosMachineFeaturesVersionPlanModifier: a lower talos_version requires replacement (a new
     # PKI). The program ignores talosVersion after creation, so it never reaches the provider.
@@ -127,34 +118,28 @@ RULES: dict[str, Rule] = {
         replace=("talosVersion",),
         applies=None,
         source="siderolabs/terraform-provider-talos v0.11.0:pkg/talos/talos_machine_secrets_resource.go",
-        update="",
     ),
     # Update only stores the plan: bootstrap happens once.
     "Bootstrap": Rule(
         replace=(),
         applies=(),
         source="siderolabs/terraform-provider-talos v0.11.0:pkg/talos/talos_machine_bootstrap_resource.go",
-        update="",
     ),
     "Kubeconfig": Rule(
         replace=(),
         applies=None,
         source="siderolabs/terraform-provider-talos v0.11.0:pkg/talos/talos_cluster_kubeconfig_resource.go",
-        update="the kubeconfig is generated again",
     ),
     # Update posts the new schematic and stores the id the factory answers.
     "Schematic": Rule(
         replace=(),
         applies=None,
         source="siderolabs/terraform-provider-talos v0.11.0:pkg/talos/talos_image_factory_schematic_resource.go",
-        update="a new schematic id",
     ),
 }
 
-# Providers are not replaced by a change of their configuration here; every resource they manage
-# is read and changed through the new configuration from then on (a libvirt `uri` names another
-# host: the VMs and disks on the old one are no longer managed; a matchbox endpoint, another server).
-PROVIDER_UPDATE = "every resource it manages is reached through the new setting"
+# A provider whose configuration changes replaces nothing it manages: every resource is reached
+# through the new configuration from then on (../shared/talos/FACTS.md; talos_fleet.changes.diff).
 
 
 def rule(kind: str) -> Rule | None:
