@@ -67,9 +67,13 @@ class Action(View):
     replaces_vm: bool = False
     downgrade: bool = False
     """A Talos or Kubernetes version change to an older version."""
+    loses_disks: bool = False
+    """A VM change that deletes or empties some of its disks (see the node's `data deleted`)."""
 
     @property
     def label(self) -> str:
+        if self.loses_disks:
+            return "VM replaced, disks deleted"
         if self.downgrade:
             return {"talos-upgrade": "Talos downgrade", "kubernetes-upgrade": "Kubernetes downgrade"}[self.kind]
         return ACTION_LABELS[self.kind]
@@ -637,6 +641,7 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
         )
     lost = [r for r in mine if r.loses_data and r.kind == "Volume"]
     if lost:
+        actions = [a.model_copy(update={"loses_disks": True}) if a.kind == "vm-change" else a for a in actions]
         add(
             "data-loss",
             "; ".join(

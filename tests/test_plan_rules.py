@@ -166,6 +166,8 @@ def test_removing_a_data_disk_deletes_its_volume_and_warns(tmp_path: Path) -> No
     result = plan(HOMELAB, tmp_path, drop)
     for node in workers:
         assert {"vm-change", "data-loss"} <= kinds(result)[node], node
+        change = next(n for c in result.clusters for n in c.nodes if f"{c.name}/{n.hostname}" == node)
+        assert "VM replaced, disks deleted" in {a.label for a in change.actions}
         assert any(f"-{node.split('/')[1]}-data" in w and "deleted" in w for w in result.warnings)
 
 
