@@ -10,14 +10,16 @@ import sys
 import pulumi
 import pulumiverse_talos as talos
 
+from components.cluster_operations import project_directory
 from components.libvirt_hypervisor import LibvirtHypervisor, LibvirtHypervisorArgs
-from components.matchbox_pxe import MatchboxPxe, MatchboxPxeArgs, PxeAssets
+from components.matchbox_pxe import MatchboxPxe, MatchboxPxeArgs
 from components.stack_config import engine_config
 from components.talos_cluster import TalosCluster, TalosClusterArgs
 from components.talos_images import TalosImages, TalosImagesArgs
-from talos_fleet import commands, naming
+from components.wire import Wiring
+from talos_fleet import commands, desired
 from talos_fleet.loader import SpecError, load_pulumi_config
-from talos_fleet.plan import plan_cluster, plan_hypervisors, plan_pxe
+from talos_fleet.plan import plan_cluster
 
 try:
     fleet = load_pulumi_config(*engine_config())
@@ -32,58 +34,34 @@ except SpecError as error:
 _deepest_rollout = max(len(plan_cluster(fleet, name).upgrade_waves) for name in fleet.clusters)
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000 + 4 * _deepest_rollout))
 
+# Everything the program registers, computed from the spec alone (what `make plan` diffs).
+state = desired.desired_state(fleet)
+wiring = Wiring({name: s.value or "" for name, s in fleet.secrets.items()}, project_directory())
+
 # One explicit Talos provider, handed to every Talos component, so nothing falls back to a default
 # provider. Machine-source components build their own, one per hypervisor or matchbox server.
-talos_provider = talos.Provider(naming.talos_provider())
-with_talos = pulumi.ResourceOptions(providers=[talos_provider])
-images = TalosImages(naming.images_component(), TalosImagesArgs(fleet=fleet), opts=with_talos)
+talos_record, *top = [r for r in state.resources if r.parent is None and not r.data]
+wiring.add(talos_record, talos.Provider(talos_record.name))
 
-
-def urls(media_cluster: str, architecture: str) -> pulumi.Output[talos.imagefactory.outputs.GetUrlsUrlsResult]:
-    return images.urls[naming.installer_urls(media_cluster, architecture)]
-
-
-node_addresses: dict[str, pulumi.Output[str]] = {}
-for hypervisor in plan_hypervisors(fleet):
-    host = LibvirtHypervisor(
-        hypervisor.name,
-        LibvirtHypervisorArgs(
-            plan=hypervisor,
-            iso_urls={m.key: urls(m.cluster, m.architecture).iso for m in hypervisor.boot_media},
-        ),
-    )
-    node_addresses.update(host.node_addresses)
-for pxe in plan_pxe(fleet):
-    server = MatchboxPxe(
-        pxe.source,
-        MatchboxPxeArgs(
-            plan=pxe,
-            credentials={k: fleet.secrets[name].value or "" for k, name in pxe.matchbox.secret_names().items()},
-            assets={
-                m.key: PxeAssets(
-                    kernel=urls(m.cluster, m.architecture).kernel,
-                    initramfs=urls(m.cluster, m.architecture).initramfs,
-                    image=fleet.image(fleet.clusters[m.cluster]),
-                )
-                for m in pxe.boot_media
-            },
-        ),
-    )
-    node_addresses.update(server.node_addresses)
-
-clusters = {
-    name: TalosCluster(
-        naming.cluster_component(name),
-        TalosClusterArgs(
-            fleet=fleet,
-            cluster=name,
-            installers={arch: urls(name, arch).installer for arch in fleet.architectures(name)},
-            node_addresses=node_addresses,
-        ),
-        opts=with_talos,
-    )
-    for name in fleet.clusters
-}
+# Machines come before clusters (config applies read addresses through them); the order is the
+# desired state's: images, hypervisors, PXE servers, clusters.
+images: TalosImages | None = None
+clusters: dict[str, TalosCluster] = {}
+for record in top:
+    options = wiring.options(record)
+    if record.kind == "TalosImages":
+        images = TalosImages(record.name, TalosImagesArgs(record, state, wiring), opts=options)
+    elif record.kind == "LibvirtHypervisor":
+        LibvirtHypervisor(record.name, LibvirtHypervisorArgs(record, state, wiring), opts=options)
+    elif record.kind == "MatchboxPxe":
+        MatchboxPxe(record.name, MatchboxPxeArgs(record, state, wiring), opts=options)
+    elif record.kind == "TalosCluster" and record.cluster is not None:
+        clusters[record.cluster] = TalosCluster(
+            record.name,
+            TalosClusterArgs(record, state, wiring, plan_cluster(fleet, record.cluster)),
+            opts=options,
+        )
+assert images is not None, "the desired state always has the images component"
 
 pulumi.export("endpoints", {name: c.endpoint for name, c in clusters.items()})
 pulumi.export("nodes", {name: c.node_ips for name, c in clusters.items()})

@@ -62,104 +62,48 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from components.wire import after
-from talos_fleet import day2, naming
-from talos_fleet.plan import ClusterPlan, gate_environment, kubernetes_environment, node_environment
-
-# The commands' records and logs say which node did what; keep them out of plaintext state anyway.
-SECRET_OUTPUTS = ["stdout", "stderr"]
+from components.wire import Wiring
+from talos_fleet import day2, desired, naming
 
 
 @dataclass(frozen=True)
 class ClusterOperationsArgs:
-    plan: ClusterPlan
-    """The cluster's plan: nodes, versions, upgrade policy and waves."""
-    installers: Mapping[str, pulumi.Input[str]]
-    """The Image Factory installer image by architecture."""
-    addresses: Mapping[str, pulumi.Input[str]]
-    """Each node's Talos API address by hostname, read through the machine that serves it."""
-    machine_secrets: pulumi.Output[Any]
-    """The cluster's machine secrets (secret, camelCase wire shape); only the OS CA is used."""
+    resource: desired.Resource
+    """The cluster's operations record in the desired state (talos_fleet.desired)."""
+    state: desired.DesiredState
+    """The whole desired state: this component builds its record's children (the version gate,
+    each node's lifecycle step in waves, the Kubernetes upgrade)."""
+    wiring: Wiring
+    """Resolves placeholders (addresses through machines, the installer, the OS CA) and options."""
 
 
 class ClusterOperations(pulumi.ComponentResource):
-    kubernetes_version: pulumi.Output[str]
-    """The target Kubernetes version, resolved only once the Kubernetes upgrade step is done."""
-
     def __init__(self, name: str, args: ClusterOperationsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.OPERATIONS_TYPE, name, None, opts)
-        plan = args.plan
-        secret = pulumi.ResourceOptions(parent=self, additional_secret_outputs=SECRET_OUTPUTS)
-        credentials: pulumi.Output[str] = pulumi.Output.secret(args.machine_secrets.apply(talos_ca_stdin))
-        directory = project_directory()
-        # talosctl kubeconfig and health run against the first control plane (by hostname), which
-        # only changes when that node is removed or a control plane named before it is added.
-        control_plane = args.addresses[plan.bootstrap_node.hostname]
+        wiring = args.wiring
+        wiring.add(args.resource, self)
+        for child in args.state.children(args.resource.key):
+            wiring.add(child, local_command(child, wiring.inputs(child), wiring.options(child)))
+        self.register_outputs({})
 
-        gate = command.local.Command(
-            naming.version_gate(plan.name),
-            create=day2.command("gate"),
-            dir=directory,
-            environment=gate_environment(plan),
-            logging=command.local.Logging.STDERR,
-            opts=secret,
-        )
 
-        nodes = {n.hostname: n for n in plan.nodes}
-        lifecycles: dict[str, command.local.Command] = {}
-        previous_wave: list[command.local.Command] = []
-        for wave in plan.upgrade_waves:
-            current: list[command.local.Command] = []
-            for host in wave:
-                node = nodes[host]
-                environment = {
-                    **node_environment(plan, node),
-                    # Data edges: the gate has passed, and the node's machine exists.
-                    "TALOS_FLEET_TALOS_VERSION": after(gate, plan.talos_version),
-                    "TALOS_FLEET_INSTALLER": args.installers[node.architecture],
-                    "TALOS_FLEET_NODE": args.addresses[host],
-                    "TALOS_FLEET_CONTROL_PLANE": control_plane,
-                }
-                lifecycles[host] = command.local.Command(
-                    naming.node_lifecycle(plan.name, host),
-                    create=day2.command("record-node"),
-                    update=day2.command("upgrade-node"),
-                    delete=day2.command("remove-node"),
-                    dir=directory,
-                    environment=environment,
-                    stdin=credentials,
-                    logging=command.local.Logging.STDERR,
-                    opts=pulumi.ResourceOptions.merge(
-                        secret,
-                        # Ordering only, no data flows: a wave starts when the previous one has
-                        # finished (and passed its health checks); deletes run in reverse.
-                        pulumi.ResourceOptions(depends_on=list(previous_wave)),
-                    ),
-                )
-                current.append(lifecycles[host])
-            previous_wave = current
-
-        kubernetes = command.local.Command(
-            naming.kubernetes_upgrade(plan.name),
-            create=day2.command("record-kubernetes"),
-            update=day2.command("upgrade-kubernetes"),
-            dir=directory,
-            environment={
-                **kubernetes_environment(plan),
-                "TALOS_FLEET_KUBERNETES_VERSION": after(gate, plan.kubernetes_version),
-                "TALOS_FLEET_CONTROL_PLANE": control_plane,
-            },
-            stdin=credentials,
-            logging=command.local.Logging.STDERR,
-            opts=pulumi.ResourceOptions.merge(
-                secret,
-                # Ordering only: Kubernetes moves after every node runs the target Talos
-                # (Talos first, then Kubernetes: https://www.talos.dev/v1.13/kubernetes-guides/upgrading-kubernetes/).
-                pulumi.ResourceOptions(depends_on=list(lifecycles.values())),
-            ),
-        )
-        self.kubernetes_version = after(kubernetes, plan.kubernetes_version)
-        self.register_outputs({"kubernetesVersion": self.kubernetes_version})
+def local_command(
+    resource: desired.Resource, inputs: Mapping[str, Any], opts: pulumi.ResourceOptions
+) -> command.local.Command:
+    """A pulumi-command `local.Command` from its resolved desired inputs."""
+    if resource.kind != "Command":
+        raise ValueError(f"{resource.key}: not a command")
+    return command.local.Command(
+        resource.name,
+        create=inputs.get("create"),
+        update=inputs.get("update"),
+        delete=inputs.get("delete"),
+        dir=inputs.get("dir"),
+        environment=inputs.get("environment"),
+        stdin=inputs.get("stdin"),
+        logging=command.local.Logging(inputs["logging"]) if "logging" in inputs else None,
+        opts=opts,
+    )
 
 
 def talos_ca_stdin(machine_secrets: Mapping[str, Any]) -> str:

@@ -10,80 +10,51 @@ https://www.talos.dev/v1.13/talos-guides/install/bare-metal-platforms/matchbox/
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumiverse_matchbox as matchbox
 
-from components.wire import after
-from talos_fleet import naming, patches
-from talos_fleet.plan import PxePlan
-from talos_fleet.spec import ImageSpec
-
-
-@dataclass(frozen=True)
-class PxeAssets:
-    kernel: pulumi.Input[str]
-    initramfs: pulumi.Input[str]
-    image: ImageSpec
-    """The schematic's content: its kernel arguments go on the PXE command line."""
+from components.wire import Wiring
+from talos_fleet import desired, naming
 
 
 @dataclass(frozen=True)
 class MatchboxPxeArgs:
-    plan: PxePlan
-    """The metal source, its matchbox server, boot media and machines (from `plan_pxe`)."""
-    credentials: Mapping[str, pulumi.Input[str]]
-    """`ca`, `clientCert` and `clientKey` PEM values, as Pulumi secrets."""
-    assets: Mapping[str, PxeAssets]
-    """Image Factory PXE assets by boot-media key (from TalosImages)."""
+    resource: desired.Resource
+    """This metal source's record in the desired state (talos_fleet.desired)."""
+    state: desired.DesiredState
+    """The whole desired state: this component builds its record's children (the provider for
+    its matchbox server, one profile per boot medium, one group per machine)."""
+    wiring: Wiring
+    """Resolves placeholders (PXE asset URLs, the matchbox credentials as secrets) and options."""
 
 
 class MatchboxPxe(pulumi.ComponentResource):
-    node_addresses: dict[str, pulumi.Output[str]]
-    """Each machine's IP by hostname, resolved once its group exists: a data edge for config apply."""
+    # Groups and profiles are deleted before they are replaced: the desired state says why
+    # (talos_fleet.desired, _pxe).
 
     def __init__(self, name: str, args: MatchboxPxeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.MATCHBOX_COMPONENT_TYPE, name, None, opts)
-        plan = args.plan
-        provider = matchbox.Provider(
-            naming.matchbox_provider(plan.source),
-            endpoint=plan.matchbox.endpoint,
-            ca=pulumi.Output.secret(args.credentials["ca"]),
-            client_cert=pulumi.Output.secret(args.credentials["clientCert"]),
-            client_key=pulumi.Output.secret(args.credentials["clientKey"]),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        on_server = pulumi.ResourceOptions(parent=self, provider=provider)
-        # Every group and profile field is ForceNew, and the matchbox provider creates by upserting
-        # the *name* and deletes by name (poseidon/terraform-provider-matchbox v0.5.4:
-        # matchbox/resource_group.go GroupPut/GroupDelete with Id = name; resource_profile.go the
-        # same). Pulumi's default create-then-delete replacement would upsert the new entry, then
-        # delete it under the shared name: the machine would no longer PXE-boot. Delete first.
-        replaced_in_place = pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(delete_before_replace=True))
-        profiles = {}
-        for media in plan.boot_media:
-            assets = args.assets[media.key]
-            profiles[media.key] = matchbox.Profile(
-                naming.pxe_profile(plan.source, media.key),
-                name=f"talos-{media.key}",
-                kernel=assets.kernel,
-                initrds=[assets.initramfs],
-                args=pulumi.Output.from_input(assets.initramfs).apply(
-                    functools.partial(patches.pxe_kernel_args, assets.image)
-                ),
-                opts=replaced_in_place,
-            )
-        self.node_addresses = {}
-        for host in plan.hosts:
-            group = matchbox.Group(
-                naming.pxe_group(host.cluster, host.hostname),
-                name=naming.vm_domain(host.cluster, host.hostname),
-                profile=profiles[host.boot_media].name,
-                selector={"mac": host.mac},
-                opts=replaced_in_place,
-            )
-            self.node_addresses[host.hostname] = after(group, host.ip)
-        self.register_outputs({"nodeAddresses": self.node_addresses})
+        wiring = args.wiring
+        wiring.add(args.resource, self)
+        for child in args.state.children(args.resource.key):
+            inputs, options = wiring.inputs(child), wiring.options(child)
+            created: pulumi.Resource
+            if child.kind == "provider:matchbox":
+                created = matchbox.Provider(
+                    child.name,
+                    endpoint=inputs["endpoint"],
+                    ca=inputs["ca"],
+                    client_cert=inputs["clientCert"],
+                    client_key=inputs["clientKey"],
+                    opts=options,
+                )
+            elif child.kind == "Profile":
+                created = matchbox.Profile(child.name, **inputs, opts=options)
+            elif child.kind == "Group":
+                created = matchbox.Group(child.name, **inputs, opts=options)
+            else:
+                raise ValueError(f"{child.key}: not a matchbox resource")
+            wiring.add(child, created)
+        self.register_outputs({})

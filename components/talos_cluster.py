@@ -20,33 +20,27 @@ plaintext patch, so previews show readable diffs on exactly the nodes a change t
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumiverse_talos as talos
 
-from components.cluster_operations import ClusterOperations, ClusterOperationsArgs
-from components.wire import secret_wire
-from talos_fleet import certs, naming, patches
-from talos_fleet.plan import plan_cluster
-from talos_fleet.spec import ROLES, Fleet, Role
+from components.cluster_operations import ClusterOperations, ClusterOperationsArgs, talos_ca_stdin
+from components.wire import Wiring, secret_wire, snake
+from talos_fleet import certs, desired, naming
+from talos_fleet.plan import ClusterPlan
 
 
 @dataclass(frozen=True)
 class TalosClusterArgs:
-    fleet: Fleet
-    """The validated fleet; the component reads only its own cluster and the fleet defaults."""
-    cluster: str
-    """Name of the cluster under `fleet.clusters`."""
-    installers: Mapping[str, pulumi.Input[str]]
-    """The Image Factory installer image by architecture (from TalosImages)."""
-    node_addresses: Mapping[str, pulumi.Input[str]] | None = None
-    """Where each node's Talos API is reached, by hostname. A node left out is reached at its spec
-    address (bare metal booted by hand waits there in maintenance mode); machine sources that
-    create or serve the machine pass an output of it, so applying waits for the machine."""
+    resource: desired.Resource
+    """The cluster's record in the desired state (talos_fleet.desired)."""
+    state: desired.DesiredState
+    """The whole desired state: this component builds its record's children."""
+    wiring: Wiring
+    """Resolves placeholders (addresses through machines, the installer, secrets) and options."""
+    plan: ClusterPlan
+    """The cluster's endpoint and node addresses, for the exports."""
 
 
 class TalosCluster(pulumi.ComponentResource):
@@ -58,120 +52,49 @@ class TalosCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TalosClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.COMPONENT_TYPE, name, None, opts)
-        fleet, cname = args.fleet, args.cluster
-        plan = plan_cluster(fleet, cname)
-        child = pulumi.ResourceOptions(parent=self)
+        wiring, plan = args.wiring, args.plan
+        wiring.add(args.resource, self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
-
-        secrets = talos.machine.Secrets(
-            naming.secrets(cname),
-            talos_version=plan.contract,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # Losing this resource loses the cluster's PKI: every node would have to be reset.
-                protect=True,
-                # Generated once: a later contract bump must never regenerate (replace) the PKI.
-                ignore_changes=["talosVersion"],
-                # Real providers mark these secret; say so here too, so no engine or mock can leak them.
-                additional_secret_outputs=["machineSecrets", "clientConfiguration"],
-            ),
-        )
-        machine_secrets = secret_wire(secrets.machine_secrets)
-        client_configuration = secret_wire(secrets.client_configuration)
-
-        served = args.node_addresses or {}
-        addresses: dict[str, pulumi.Input[str]] = {n.hostname: served.get(n.hostname, n.ip) for n in plan.nodes}
-        operations = ClusterOperations(
-            naming.operations_component(cname),
-            ClusterOperationsArgs(
-                plan=plan,
-                installers=args.installers,
-                addresses=addresses,
-                machine_secrets=machine_secrets,
-            ),
-            opts=child,
-        )
-
-        role_configs = {
-            role: talos.machine.get_configuration_output(
-                cluster_name=cname,
-                machine_type=role,
-                cluster_endpoint=plan.endpoint,
-                machine_secrets=machine_secrets,
-                talos_version=plan.contract,
-                # Data edge: configs carry the target Kubernetes version only once
-                # `talosctl upgrade-k8s` has moved the cluster there (it rewrites the nodes'
-                # configs itself); an apply can neither run ahead of it nor push an older one.
-                kubernetes_version=operations.kubernetes_version,
-                config_patches=self._role_patches(fleet, cname, role),
-                docs=False,
-                examples=False,
-                opts=invoke,
-            ).machine_configuration
-            for role in ROLES
-        }
-
-        applies: dict[str, talos.machine.ConfigurationApply] = {}
-        for node in plan.nodes:
-            host = node.hostname
-            applies[host] = talos.machine.ConfigurationApply(
-                naming.node_apply(cname, host),
-                node=addresses[host],
-                endpoint=addresses[host],
-                client_configuration=client_configuration,
-                machine_configuration_input=role_configs[node.role],
-                config_patches=pulumi.Output.from_input(args.installers[node.architecture]).apply(
-                    functools.partial(patches.node_config_patches, fleet, cname, host)
-                ),
-                # No on_destroy reset: removing a node is the lifecycle command's delete (drain,
-                # graceful reset, delete the Node), which runs before its machine is deleted.
-                opts=child,
-            )
-
-        first = applies[plan.bootstrap_node.hostname]
-        bootstrap = talos.machine.Bootstrap(
-            naming.bootstrap(cname),
-            # Data edge: bootstrap after the first control plane's config is applied, on its own
-            # address (the VIP only exists after bootstrap).
-            node=first.node,
-            endpoint=first.node,
-            client_configuration=client_configuration,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # Bootstrap happens exactly once; if the first control plane changes later
-                # (reordered or removed), a second bootstrap would fail with AlreadyExists.
-                ignore_changes=["node", "endpoint"],
-            ),
-        )
-        kubeconfig = talos.cluster.Kubeconfig(
-            naming.kubeconfig(cname),
-            node=bootstrap.node,
-            endpoint=bootstrap.node,
-            client_configuration=client_configuration,
-            opts=child,
-        )
-
-        control_plane_ips = [n.ip for n in plan.control_planes]
-        health = talos.cluster.get_health_output(
-            client_configuration=client_configuration,
-            control_plane_nodes=control_plane_ips,
-            worker_nodes=[n.ip for n in plan.workers],
-            endpoints=control_plane_ips,
-            timeouts=talos.cluster.GetHealthTimeoutsArgs(read="10m"),
-            # An invoke has no input to carry the edge: asking before bootstrap and every
-            # node's apply could only time out.
-            opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[bootstrap, *applies.values()]),
-        )
-        talosconfig = talos.client.get_configuration_output(
-            cluster_name=cname,
-            client_configuration=client_configuration,
-            # Control planes' own addresses, never the VIP: talosctl must reach a node even when
-            # etcd (and so the VIP) is down.
-            endpoints=control_plane_ips,
-            nodes=control_plane_ips,
-            opts=invoke,
-        ).talos_config
-
+        for child in args.state.children(args.resource.key):
+            if child.kind == "ClusterOperations":
+                ClusterOperations(
+                    child.name,
+                    ClusterOperationsArgs(resource=child, state=args.state, wiring=wiring),
+                    opts=wiring.options(child),
+                )
+                continue
+            inputs, options = wiring.inputs(child), wiring.options(child)
+            if child.kind == "Secrets":
+                secrets = talos.machine.Secrets(child.name, **snake(inputs), opts=options)
+                wiring.add(child, secrets)
+                machine_secrets = secret_wire(secrets.machine_secrets)
+                wiring.outputs[f"{child.key}.machineSecrets"] = machine_secrets
+                wiring.outputs[f"{child.key}.clientConfiguration"] = secret_wire(secrets.client_configuration)
+                # The steps' stdin: the cluster's Talos OS CA, which never changes.
+                wiring.outputs[f"{child.key}.osCa"] = pulumi.Output.secret(machine_secrets.apply(talos_ca_stdin))
+            elif child.kind == "getConfiguration":
+                wiring.outputs[f"{child.key}.machineConfiguration"] = talos.machine.get_configuration_output(
+                    **snake(inputs), opts=invoke
+                ).machine_configuration
+            elif child.kind == "ConfigurationApply":
+                wiring.add(child, talos.machine.ConfigurationApply(child.name, **snake(inputs), opts=options))
+            elif child.kind == "Bootstrap":
+                wiring.add(child, talos.machine.Bootstrap(child.name, **snake(inputs), opts=options))
+            elif child.kind == "Kubeconfig":
+                kubeconfig = talos.cluster.Kubeconfig(child.name, **snake(inputs), opts=options)
+                wiring.add(child, kubeconfig)
+            elif child.kind == "getHealth":
+                health = talos.cluster.get_health_output(
+                    **snake({k: v for k, v in inputs.items() if k != "timeouts"}),
+                    timeouts=talos.cluster.GetHealthTimeoutsArgs(**snake(inputs["timeouts"])),
+                    opts=pulumi.InvokeOutputOptions(
+                        parent=self, depends_on=[wiring.resources[k] for k in child.depends_on]
+                    ),
+                )
+            elif child.kind == "getClientConfiguration":
+                talosconfig = talos.client.get_configuration_output(**snake(inputs), opts=invoke).talos_config
+            else:
+                raise ValueError(f"{child.key}: not a Talos cluster resource")
         # The provider does not mark the talosconfig secret; wrap both credentials explicitly.
         # The kubeconfig is handed out once the cluster reports healthy.
         self.kubeconfig = pulumi.Output.secret(
@@ -196,17 +119,4 @@ class TalosCluster(pulumi.ComponentResource):
                 "nodeIps": self.node_ips,
                 "certificateExpiry": self.certificate_expiry,
             }
-        )
-
-    @staticmethod
-    def _role_patches(fleet: Fleet, cname: str, role: Role) -> pulumi.Input[list[str]]:
-        """Cluster and role layers for the role's config generation. When a layer needs a secret
-        (a static disk key), the patches are built under an Output so they stay secret."""
-        cluster = fleet.clusters[cname]
-        names = sorted(set(cluster.secret_names()))
-        if not names:
-            return patches.role_config_patches(fleet, cluster, role, {})
-        values: dict[str, Any] = {n: pulumi.Output.secret(fleet.secrets[n].value or "") for n in names}
-        return pulumi.Output.all(**values).apply(
-            lambda resolved: patches.role_config_patches(fleet, cluster, role, resolved)
         )

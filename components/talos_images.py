@@ -15,56 +15,50 @@ from dataclasses import dataclass, fields
 import pulumi
 import pulumiverse_talos as talos
 
-from talos_fleet import factory, naming, patches
-from talos_fleet.spec import Fleet
+from components.wire import Wiring
+from talos_fleet import desired, factory, naming
 
 
 @dataclass(frozen=True)
 class TalosImagesArgs:
-    fleet: Fleet
-    """The validated fleet: one schematic per cluster, URLs per architecture its nodes use."""
+    resource: desired.Resource
+    """The images record in the desired state (talos_fleet.desired)."""
+    state: desired.DesiredState
+    """The whole desired state: one schematic per cluster, URLs per architecture its nodes use."""
+    wiring: Wiring
+    """Where the factory URLs go for the other components, by `naming.installer_urls`."""
 
 
 class TalosImages(pulumi.ComponentResource):
-    schematic_ids: dict[str, pulumi.Output[str]]
-    """Schematic id by cluster."""
-    urls: dict[str, pulumi.Output[talos.imagefactory.outputs.GetUrlsUrlsResult]]
-    """Factory URLs by `naming.installer_urls(cluster, architecture)`."""
     boot_media: dict[str, dict[str, pulumi.Output[dict[str, str]]]]
     """By cluster and architecture: the schematic id and the URLs `make urls` prints."""
 
     def __init__(self, name: str, args: TalosImagesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(naming.IMAGES_COMPONENT_TYPE, name, None, opts)
-        fleet = args.fleet
-        self.schematic_ids = {}
-        self.urls = {}
+        wiring = args.wiring
+        wiring.add(args.resource, self)
         self.boot_media = {}
-        for cname, cluster in fleet.clusters.items():
-            schematic = talos.imagefactory.Schematic(
-                naming.schematic(cname),
-                schematic=patches.schematic_yaml(fleet.image(cluster)),
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    # Earlier versions created the schematic under its TalosCluster: same resource, moved.
-                    aliases=[
-                        pulumi.Alias(parent=pulumi.create_urn(naming.cluster_component(cname), naming.COMPONENT_TYPE))
-                    ],
-                ),
-            )
-            self.schematic_ids[cname] = schematic.id
-            for arch in fleet.architectures(cname):
-                self.urls[naming.installer_urls(cname, arch)] = talos.imagefactory.get_urls_output(
-                    architecture=arch,
-                    platform="metal",
-                    schematic_id=schematic.id,
-                    talos_version=fleet.talos_version(cluster),
-                    opts=pulumi.InvokeOutputOptions(parent=self),
-                ).urls
-                media = self.urls[naming.installer_urls(cname, arch)].apply(_named_urls)
-                self.boot_media.setdefault(cname, {})[arch] = pulumi.Output.all(schematic.id, media).apply(
-                    lambda got: {"schematicId": got[0], **got[1]}
-                )
-        self.register_outputs({"schematicIds": self.schematic_ids, "bootMedia": self.boot_media})
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        for child in args.state.children(args.resource.key):
+            inputs = wiring.inputs(child)
+            if child.kind == "Schematic":
+                wiring.add(child, talos.imagefactory.Schematic(child.name, **inputs, opts=wiring.options(child)))
+                continue
+            if child.kind != "getUrls":
+                raise ValueError(f"{child.key}: not an Image Factory call")
+            urls = talos.imagefactory.get_urls_output(
+                architecture=inputs["architecture"],
+                platform=inputs["platform"],
+                schematic_id=inputs["schematicId"],
+                talos_version=inputs["talosVersion"],
+                opts=invoke,
+            ).urls
+            wiring.factory[child.name] = urls
+            media = urls.apply(_named_urls)
+            self.boot_media.setdefault(child.cluster or "", {})[str(child.inputs["architecture"])] = pulumi.Output.all(
+                inputs["schematicId"], media
+            ).apply(lambda got: {"schematicId": got[0], **got[1]})
+        self.register_outputs({"bootMedia": self.boot_media})
 
 
 def _named_urls(urls: talos.imagefactory.outputs.GetUrlsUrlsResult) -> dict[str, str]:

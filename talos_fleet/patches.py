@@ -31,7 +31,18 @@ from typing import Any
 import yaml
 
 from talos_fleet import naming
-from talos_fleet.spec import ROLES, Cluster, EncryptionKey, Fleet, ImageSpec, LibvirtSource, Role, StaticKey
+from talos_fleet.spec import (
+    ROLES,
+    Cluster,
+    EncryptionKey,
+    Fleet,
+    ImageSpec,
+    LibvirtSource,
+    Role,
+    StaticKey,
+    patch_secret_references,
+    secret_reference,
+)
 
 Document = dict[str, Any]
 
@@ -88,11 +99,60 @@ def role_config_patches(fleet: Fleet, cluster: Cluster, role: Role, secrets: Map
     """`config_patches` of the role's config generation: the cluster layer, then the role layer.
 
     Each layer is its derived documents as one YAML string, then each user patch as a string of
-    its own: a patch string may hold one v1alpha1 document at most.
+    its own: a patch string may hold one v1alpha1 document at most. `{secret: <name>}` in a user
+    patch is `secrets[name]`: the role's generated config is secret as a whole.
     """
-    return _layer(cluster_documents(cluster, secrets), cluster.patches) + _layer(
-        role_documents(cluster, role), fleet.role_patches(cluster, role)
+    cluster_patches = tuple(resolve_references(p, secrets) for p in cluster.patches)
+    role_patches = tuple(resolve_references(p, secrets) for p in fleet.role_patches(cluster, role))
+    return _layer(cluster_documents(cluster, secrets), cluster_patches) + _layer(
+        role_documents(cluster, role), role_patches
     )
+
+
+def resolve_references(value: Any, secrets: Mapping[str, str]) -> Any:
+    """`value` with every `{secret: <name>}` replaced by `secrets[name]`."""
+    if (name := secret_reference(value)) is not None:
+        return secrets[name]
+    if isinstance(value, dict):
+        return {k: resolve_references(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_references(v, secrets) for v in value]
+    return value
+
+
+# The fields that name a document: a secret overlay carries them so Talos merges it into the
+# document it completes (documents with equal apiVersion, kind and name are merged:
+# siderolabs/talos v1.13.9:pkg/machinery/config/configpatcher/strategic.go StrategicMerge).
+_DOCUMENT_NAME = ("apiVersion", "kind", "name")
+
+
+def split_references(patch: Document) -> tuple[Document | None, Document | None]:
+    """A node patch as (its plaintext part, its secret overlay): the overlay holds only the
+    fields that reference a secret (as `<secret:name>`, resolved inside a Pulumi secret), and
+    the document's name, so the node's own patch stays readable in previews. None: empty."""
+
+    def strip(value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        plain: dict[str, Any] = {}
+        secret: dict[str, Any] = {}
+        for k, v in value.items():
+            if (name := secret_reference(v)) is not None:
+                secret[k] = f"<secret:{name}>"
+            elif isinstance(v, dict) and patch_secret_references(v):
+                inner_plain, inner_secret = strip(v)
+                if inner_plain:
+                    plain[k] = inner_plain
+                secret[k] = inner_secret
+            else:
+                plain[k] = v
+        return plain, secret
+
+    if not patch_secret_references(patch):
+        return patch, None
+    plain, secret = strip(patch)
+    named = {k: patch[k] for k in _DOCUMENT_NAME if k in patch and isinstance(patch[k], str)}
+    overlay = {**named, **{k: v for k, v in secret.items() if k not in named}}
+    left = {**named, **plain} if set(plain) - set(named) else None
+    return left, overlay
 
 
 def _layer(derived: list[Document], user: tuple[Document, ...]) -> list[str]:
@@ -139,9 +199,14 @@ def node_documents(fleet: Fleet, cname: str, hostname: str, installer_image: str
 
 
 def node_config_patches(fleet: Fleet, cname: str, hostname: str, installer_image: str) -> list[str]:
-    """The plaintext `config_patches` of a node's apply: its derived documents, then its own patches."""
+    """The `config_patches` of a node's apply: its derived documents, then its own patches. A
+    patch that references a secret is split (split_references): its plaintext part, then an
+    overlay with `<secret:name>` where the secret goes; only the overlay becomes a Pulumi secret."""
     derived = node_documents(fleet, cname, hostname, installer_image)
-    return _layer(derived, fleet.clusters[cname].nodes[hostname].patches)
+    own: list[Document] = []
+    for patch in fleet.clusters[cname].nodes[hostname].patches:
+        own += [part for part in split_references(patch) if part is not None]
+    return _layer(derived, tuple(own))
 
 
 def secret_stand_ins(fleet: Fleet) -> dict[str, str]:

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
-from talos_fleet.review import ClusterReview, NodeChange, Review, Step
+from talos_fleet.review import ACTION_LABELS, ClusterReview, NodeChange, Review, Step
 from talos_fleet.snapshot import ClusterView, NodeView, Snapshot
 
 # GitHub rejects comments over 65,536 characters; leave room for the marker and the note.
@@ -96,11 +96,15 @@ def _cluster_header(base: ClusterView | None, head: ClusterView | None) -> list[
 def _diffs(cluster: ClusterReview) -> list[str]:
     out: list[str] = []
     for change in cluster.nodes:
-        if not change.documents and not change.notes:
+        if not change.documents and not change.notes and not change.resources:
             continue
-        out.append(f"<details><summary>{change.hostname}: {len(change.documents)} document(s) changed</summary>")
+        out.append(
+            f"<details><summary>{change.hostname}: {len(change.documents)} document(s) changed, "
+            f"{len(change.resources)} resource(s) changed</summary>"
+        )
         out.append("")
         out += [f"> {note}" for note in change.notes]
+        out += [f"- {line}" for line in change.resources]
         for doc in change.documents:
             out += ["", f"{doc.change}: {doc.label}", "", "```diff", doc.diff, "```"]
         out += ["", "</details>"]
@@ -172,18 +176,50 @@ def _mermaid_id(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p) for p in parts)
 
 
+# The colour of a node in the topology: its most consequential action.
+COLOURS: dict[str, str] = {
+    "data-loss": "fill:#ffb3b3",
+    "vm-change": "fill:#ffd9b3",
+    "network-change": "fill:#ffd9b3",
+    "source-change": "fill:#ffd9b3",
+    "removed-node": "fill:#eeeeee,stroke-dasharray: 5 5",
+    "new-node": "fill:#d4f7d4",
+    "talos-upgrade": "fill:#fff2b3",
+    "kubernetes-upgrade": "fill:#e6d4ff",
+    "pxe-change": "fill:#ffe6f2",
+    "config-live": "fill:#dbe9ff",
+    "step-rerun": "fill:#e8f4f4",
+    "other-change": "fill:#e8f4f4",
+}
+
+
+def _colour(kinds: Iterable[str]) -> str | None:
+    present = set(kinds)
+    return next((k for k in COLOURS if k in present), None)
+
+
 def topology(head: Snapshot, review: Review | None = None, per_node: bool = True) -> str:
     """Mermaid flowchart: machine sources (hypervisors, sites), the clusters on each, their nodes
-    with role and address; nodes a change touches are styled by their first action. Without
-    `per_node`, each cluster on a source is one box with its node counts (for big fleets)."""
-    actions = {(c.name, n.hostname): n.actions[0].kind for c in (review.clusters if review else ()) for n in c.nodes}
+    with role and address, removed nodes too (dashed); nodes a change touches are coloured by their
+    most consequential action, with a legend of the colours used. Without `per_node`, each
+    cluster on a source is one box with its node counts (for big fleets)."""
+    kinds = {(c.name, n.hostname): n.kinds for c in (review.clusters if review else ()) for n in c.nodes}
+    base = review.base if review else None
+    sources = [
+        *head.sources,
+        *(s for s in (base.sources if base else ()) if s.name not in {h.name for h in head.sources}),
+    ]
+    clusters = [*head.clusters, *(c for c in (base.clusters if base else ()) if head.cluster(c.name) is None)]
+    used: set[str] = set()
     lines = ["flowchart LR"]
-    for source in head.sources:
+    for source in sources:
         sid = _mermaid_id("src", source.name)
         title = f"{source.name} · {source.kind} · {source.where}" + (f" · {source.network}" if source.network else "")
         lines.append(f'  subgraph {sid}["{title}"]')
-        for cluster in head.clusters:
-            nodes = [n for n in cluster.nodes if n.source == source.name]
+        for cluster in clusters:
+            old = base.cluster(cluster.name) if base else None
+            gone = [n for n in (old.nodes if old and old is not cluster else ()) if cluster.node(n.hostname) is None]
+            nodes = [n for n in (*cluster.nodes, *gone) if n.source == source.name]
             if not nodes:
                 continue
             if not per_node:
@@ -194,20 +230,20 @@ def topology(head: Snapshot, review: Review | None = None, per_node: bool = True
             for n in nodes:
                 nid = _mermaid_id("n", cluster.name, n.hostname)
                 lines.append(f'      {nid}["{n.hostname}<br/>{n.role}<br/>{n.address}"]:::{n.role}')
-                kind = actions.get((cluster.name, n.hostname), "unchanged")
-                if kind != "unchanged":
-                    lines.append(f"      class {nid} {kind.replace('-', '_')}")
+                colour = _colour(kinds.get((cluster.name, n.hostname), ()))
+                if colour is not None:
+                    used.add(colour)
+                    lines.append(f"      class {nid} {colour.replace('-', '_')}")
             lines.append("    end")
         lines.append("  end")
-    lines += [
-        "  classDef controlplane stroke-width:3px",
-        "  classDef worker stroke-width:1px",
-        "  classDef new_node fill:#d4f7d4",
-        "  classDef talos_upgrade fill:#fff2b3",
-        "  classDef kubernetes_upgrade fill:#fff2b3",
-        "  classDef config_live fill:#dbe9ff",
-        "  classDef vm_change fill:#ffd9b3",
-    ]
+    if used:
+        lines.append('  subgraph legend["legend"]')
+        for kind in (k for k in COLOURS if k in used):
+            label = ACTION_LABELS[kind]  # type: ignore[index]
+            lines.append(f'    legend_{kind.replace("-", "_")}["{label}"]:::{kind.replace("-", "_")}')
+        lines.append("  end")
+    lines += ["  classDef controlplane stroke-width:3px", "  classDef worker stroke-width:1px"]
+    lines += [f"  classDef {kind.replace('-', '_')} {style}" for kind, style in COLOURS.items()]
     return "\n".join(lines)
 
 
@@ -233,10 +269,20 @@ def markdown(review: Review, lint: list[str] | None = None) -> str:
 def _markdown(review: Review, lint: list[str], detail: Detail) -> str:
     base = f"`{review.base_ref}`" if review.base_ref else "nothing (no base)"
     out = [marker(review.stack), f"## talos-fleet plan: `{review.stack}`", ""]
-    verdict = "**No changes.**" if not review.changed else "**Changes:**"
+    notes = [f"{c.name}: {n.hostname}: {note}" for c in review.clusters for n in c.nodes for note in n.notes]
+    if review.changed:
+        verdict = "**Changes:**"
+    elif review.problems:
+        verdict = "**`pulumi up` would stop at this change (below).**"
+    elif notes:
+        verdict = "**No resource changes, but read the notes below.**"
+    else:
+        verdict = "**No changes.**"
     out += [f"Compared with {base}. {verdict} Nodes: {_summary(review)}.", ""]
     if review.base_note:
         out += [f"> {review.base_note}", ""]
+    if notes:
+        out += ["> [!NOTE]", "> Not applied by `pulumi up`:"] + [f"> - {n}" for n in notes] + [""]
     if review.problems:
         out += ["> [!CAUTION]", "> `pulumi up` will stop before doing this change:"]
         out += [f"> - {p}" for p in review.problems]

@@ -1,16 +1,20 @@
 """Compare two snapshots: per node, what changes, what `pulumi up` will do to it, and in which
-order. Pure: the prediction follows the program's graph (components/) and the providers' rules:
+order. Pure. Two views are combined:
 
-* a Talos version or installer image change is a rolling upgrade (#4: `ClusterOperations`):
-  control planes one at a time, then worker batches, each drained and health-checked;
-* a Kubernetes version change is one `talosctl upgrade-k8s` for the cluster, after every node's
-  upgrade; config generations carry the new version only after it;
-* any other change to a node's documents reaches it through its config apply (apply mode auto:
-  live, or with a reboot when Talos needs one), on every such node at once, after the upgrades;
-* a VM's vCPUs, memory, data disks or role (its description) are fixed at creation by libvirt
-  provider 0.8.1 (ForceNew): the domain is replaced, its volumes kept; disk sizes are ignored
-  after creation (components/libvirt_hypervisor.py);
-* removals run last (Pulumi deletes after creating and updating), in reverse rollout order.
+* the documents and versions of each node (what the cluster sees): a Talos version or installer
+  image change is a rolling upgrade (#4: `ClusterOperations`), control planes one at a time, then
+  worker batches, each drained and health-checked; a Kubernetes version change is one `talosctl
+  upgrade-k8s` for the cluster, after which every node's config is applied again; any other
+  change to a node's documents reaches it through its config apply (mode auto), at once;
+* the desired state, resource by resource (talos_fleet.changes, judged by the providers' rules in
+  talos_fleet.providers): every created, updated, replaced or deleted resource is shown on the
+  nodes it belongs to, and what the documents do not explain becomes an action of its own (a VM
+  replaced, a disk deleted, a PXE entry replaced, a network replaced, a machine source changed, a
+  lifecycle step re-run).
+
+Losses of data are warned, and are problems when the stack did not ask for them (the node and
+disk are still in it) unless `acknowledgeDataLoss` says so. Removals run last (Pulumi deletes after
+creating and updating), in reverse rollout order.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Literal
 import yaml
 
 from talos_fleet import commands, naming, versions
+from talos_fleet.changes import ResourceChange, diff, name_clashes
+from talos_fleet.desired import DATA
 from talos_fleet.snapshot import ClusterView, Document, NodeView, Snapshot, View
 
 ActionKind = Literal[
@@ -31,6 +37,12 @@ ActionKind = Literal[
     "talos-upgrade",
     "kubernetes-upgrade",
     "vm-change",
+    "data-loss",
+    "pxe-change",
+    "network-change",
+    "source-change",
+    "step-rerun",
+    "other-change",
 ]
 ACTION_LABELS: dict[ActionKind, str] = {
     "unchanged": "unchanged",
@@ -40,6 +52,12 @@ ACTION_LABELS: dict[ActionKind, str] = {
     "talos-upgrade": "Talos upgrade",
     "kubernetes-upgrade": "Kubernetes upgrade",
     "vm-change": "VM replaced, disks kept",
+    "data-loss": "data deleted",
+    "pxe-change": "PXE entry replaced",
+    "network-change": "network replaced",
+    "source-change": "machine source changed",
+    "step-rerun": "lifecycle step runs again",
+    "other-change": "resource change",
 }
 
 
@@ -47,11 +65,18 @@ class Action(View):
     kind: ActionKind
     detail: str = ""
     replaces_vm: bool = False
-    replaces_disks: bool = False
+    downgrade: bool = False
+    """A Talos or Kubernetes version change to an older version."""
+    loses_disks: bool = False
+    """A VM change that deletes or empties some of its disks (see the node's `data deleted`)."""
 
     @property
     def label(self) -> str:
-        return "VM and disks replaced" if self.replaces_disks else ACTION_LABELS[self.kind]
+        if self.loses_disks:
+            return "VM replaced, disks deleted"
+        if self.downgrade:
+            return {"talos-upgrade": "Talos downgrade", "kubernetes-upgrade": "Kubernetes downgrade"}[self.kind]
+        return ACTION_LABELS[self.kind]
 
 
 class DocumentChange(View):
@@ -66,6 +91,8 @@ class NodeChange(View):
     actions: tuple[Action, ...]
     documents: tuple[DocumentChange, ...]
     notes: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    """What `pulumi up` does to each of the node's resources (talos_fleet.changes)."""
 
     @property
     def kinds(self) -> tuple[ActionKind, ...]:
@@ -100,18 +127,25 @@ class Review(View):
     head: Snapshot
     base: Snapshot | None
     clusters: tuple[ClusterReview, ...]
+    resources: tuple[ResourceChange, ...] = ()
+    """Every resource `pulumi up` creates, updates, replaces or deletes."""
+    stack_warnings: tuple[str, ...] = ()
+    """Warnings about resources of no cluster (machine sources)."""
+    stack_problems: tuple[str, ...] = ()
+    """Problems of the stack's machine sources (objects whose name a new resource would take)."""
 
     @property
     def changed(self) -> bool:
-        return any(c.status != "unchanged" for c in self.clusters)
+        registered = [r for r in self.resources if r.kind not in DATA]
+        return bool(registered) or any(c.status != "unchanged" for c in self.clusters)
 
     @property
     def problems(self) -> list[str]:
-        return [f"{c.name}: {p}" for c in self.clusters for p in c.problems]
+        return [*self.stack_problems, *(f"{c.name}: {p}" for c in self.clusters for p in c.problems)]
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{c.name}: {w}" for c in self.clusters for w in c.warnings]
+        return [*self.stack_warnings, *(f"{c.name}: {w}" for c in self.clusters for w in c.warnings)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,13 +216,17 @@ def _vm_actions(base: NodeView, head: NodeView) -> tuple[list[Action], list[str]
         if base.source != head.source:
             return [], [f"moves from machine source {base.source} to {head.source}: boot it there before pulumi up"]
         return [], []
-    if old is None or new is None or old.hypervisor != new.hypervisor:
-        where = f"from {base.source} to {head.source}"
+    if new is None:
         detail = (
-            f"moves {where}: a new VM and new disks are created there and the old ones deleted; "
-            "the node starts empty and takes its config again"
+            f"moves from {base.source} to metal source {head.source}: its VM and disks are deleted; a person "
+            "must boot the machine from Talos media at its address"
         )
-        return [Action(kind="vm-change", detail=detail, replaces_vm=True, replaces_disks=True)], []
+        return [Action(kind="vm-change", detail=detail, replaces_vm=True)], []
+    if old is None:
+        detail = f"moves from metal source {base.source} to {head.source}: a VM is created for it and boots empty"
+        return [Action(kind="vm-change", detail=detail, replaces_vm=True)], []
+    if old.hypervisor != new.hypervisor:
+        return [], []  # judged resource by resource: another provider configuration moves nothing
     reasons, notes = [], []
     if old.cpus != new.cpus:
         reasons.append(f"vCPUs {old.cpus} → {new.cpus}")
@@ -230,10 +268,15 @@ def node_actions(base_cluster: ClusterView, head_cluster: ClusterView, base: Nod
     elif base.installer != head.installer and base.talos_version == head.talos_version:
         talos.append(f"installer image {base.installer} → {head.installer}")
     if talos:
-        actions.append(Action(kind="talos-upgrade", detail="; ".join(talos)))
+        older = versions.parse_version(head.talos_version) < versions.parse_version(base.talos_version)
+        actions.append(Action(kind="talos-upgrade", detail="; ".join(talos), downgrade=older))
     if base.kubernetes_version != head.kubernetes_version:
-        detail = f"{base.kubernetes_version} → {head.kubernetes_version} (talosctl upgrade-k8s, once for the cluster)"
-        actions.append(Action(kind="kubernetes-upgrade", detail=detail))
+        older = versions.parse_version(head.kubernetes_version) < versions.parse_version(base.kubernetes_version)
+        detail = (
+            f"{base.kubernetes_version} → {head.kubernetes_version} (talosctl upgrade-k8s, once for the cluster, "
+            "then every node's config is applied again with the new version)"
+        )
+        actions.append(Action(kind="kubernetes-upgrade", detail=detail, downgrade=older))
     vm, notes = _vm_actions(base, head)
     changed = _config_changed(base, head)
     if changed:
@@ -289,6 +332,21 @@ def _problems(stack: str, base: ClusterView | None, head: ClusterView | None) ->
     return problems
 
 
+def _new_node_detail(stack: str, node: NodeView) -> str:
+    """Who brings the machine up: the program (a VM), or a person (metal, PXE or boot media)."""
+    if node.vm is not None:
+        return "a VM is created and boots into maintenance mode; its documents are listed in full below"
+    media = f"make urls STACK={stack}"
+    if node.pxe:
+        how = f"power it on to network-boot (its PXE entry is created first; URLs: `{media}`)"
+    else:
+        how = f"boot it from the Talos ISO or USB image (`{media}` prints the URLs)"
+    return (
+        f"metal: a person must {how}; `pulumi up` waits at {node.address} until it answers in maintenance "
+        "mode. Its documents are listed in full below"
+    )
+
+
 def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[NodeChange]) -> list[Step]:
     by_kind: dict[ActionKind, list[str]] = {}
     for n in nodes:
@@ -299,7 +357,11 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
     if replaced:
         steps.append(Step(kind="replace-vms", nodes=tuple(replaced), detail="at once, first, without a drain"))
     if new := by_kind.get("new-node"):
-        steps.append(Step(kind="create", nodes=tuple(new), detail="machines created, booted into maintenance mode"))
+        by_hand = [h for h in new if head is not None and (v := head.node(h)) is not None and v.vm is None]
+        detail = "machines created, booted into maintenance mode"
+        if by_hand:
+            detail += f"; {', '.join(by_hand)} must be booted by a person (metal)"
+        steps.append(Step(kind="create", nodes=tuple(new), detail=detail))
     if head is not None and (upgrading := set(by_kind.get("talos-upgrade", []))):
         for wave in head.waves:
             if picked := tuple(h for h in wave if h in upgrading):
@@ -310,6 +372,10 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
         detail = f"talosctl upgrade-k8s --to {head.kubernetes_version}, then a health check"
         steps.append(Step(kind="kubernetes", nodes=(), detail=detail))
     applied = list(dict.fromkeys([*by_kind.get("new-node", []), *by_kind.get("config-live", [])]))
+    if head is not None and by_kind.get("kubernetes-upgrade"):
+        # The role configs are generated with the Kubernetes version only once upgrade-k8s is
+        # done: every node's config apply has new inputs and runs again.
+        applied = list(dict.fromkeys([*applied, *(n.hostname for n in head.nodes)]))
     if applied:
         steps.append(Step(kind="apply", nodes=tuple(applied), detail="config applies, at once (mode auto)"))
     if base is None and head is not None:
@@ -324,18 +390,132 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
     return steps
 
 
+DISRUPTIVE: frozenset[ActionKind] = frozenset({"network-change", "source-change"})
+
+
+def _down(node: NodeChange) -> bool:
+    """Whether `pulumi up` takes the node down without a drain (its VM replaced, its network or
+    machine source changed under it)."""
+    return any(a.replaces_vm or a.kind in DISRUPTIVE for a in node.actions)
+
+
 def _warnings(head: ClusterView | None, nodes: list[NodeChange]) -> list[str]:
-    replaced = [n.hostname for n in nodes if n.role == "controlplane" and any(a.replaces_vm for a in n.actions)]
-    if head is None or len(replaced) < 2:
+    if head is None:
+        return []
+    down = [n for n in nodes if _down(n) and head.node(n.hostname) is not None]
+    control_planes = [n.hostname for n in down if n.role == "controlplane"]
+    workers = [n.hostname for n in head.nodes if n.role == "worker"]
+    out = []
+    upgraded = [n for n in nodes if "talos-upgrade" in n.kinds and head.node(n.hostname) is not None]
+    if len(head.nodes) == 1 and upgraded and not down:
+        out.append(
+            f"{upgraded[0].hostname} is the cluster's only node: it reboots for the Talos upgrade and the "
+            "Kubernetes API and every workload are down until it is back (a drain has nowhere to move them)"
+        )
+    if len(head.nodes) == 1 and down:
+        out.append(
+            f"{down[0].hostname} is the cluster's only node and goes down without a drain: the Kubernetes "
+            "API and every workload are down until it is back"
+        )
+    elif len(control_planes) >= 2:
+        out.append(
+            f"control planes {', '.join(control_planes)} go down at the same time: etcd loses quorum and the "
+            "Kubernetes API is down until they are back. To keep it up, change one control plane per pull "
+            "request (a node's own `vm:` overrides the role's size)"
+        )
+    down_workers = [n.hostname for n in down if n.role == "worker"]
+    if workers and len(down_workers) == len(workers):
+        out.append(
+            f"every worker ({', '.join(workers)}) goes down at the same time, without a drain: workloads have "
+            "nowhere to run until they are back. To keep them up, change the workers a few per pull request "
+            "(a node's own `vm:` overrides the role's size)"
+        )
+    elif len(down_workers) >= 2:
+        out.append(
+            f"workers {', '.join(down_workers)} go down at the same time, without a drain (not in "
+            "`workerBatchSize` batches): their workloads restart elsewhere"
+        )
+    return out
+
+
+def _contract_warnings(base: ClusterView | None, head: ClusterView | None) -> list[str]:
+    if base is None or head is None:
+        return []
+    old, new = versions.parse_contract(base.contract), versions.parse_contract(head.contract)
+    if new >= old:
         return []
     return [
-        f"control planes {', '.join(replaced)} are replaced at the same time: etcd loses quorum and the "
-        "Kubernetes API is down until they are back. To keep it up, change one control plane per pull "
-        "request (a node's own `vm:` overrides the role's size)"
+        f"configContract is lowered {base.contract} → {head.contract}: every node's config is generated "
+        "for the older contract and applied to every node at once, not in waves; features of the newer "
+        "contract are turned off"
     ]
 
 
-def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | None) -> ClusterReview:
+def _disk_of(base: NodeView, volume: str, cluster: str) -> str | None:
+    """The stack's name for a node's volume: `system` or its data disk's name (None: not the node's)."""
+    if volume == naming.vm_system_disk(cluster, base.hostname):
+        return "system"
+    data = base.vm.data_disks if base.vm else {}
+    return next((d for d in data if naming.vm_data_disk(cluster, base.hostname, d) == volume), None)
+
+
+def _moves(base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...]) -> list[str]:
+    """Nodes whose machine would only be re-pointed at another machine source (see changes.diff)."""
+    if base is None or head is None:
+        return []
+    out = []
+    for node in head.nodes:
+        old = base.node(node.hostname)
+        ref = f"{head.name}/{node.hostname}"
+        if old is None or old.source == node.source:
+            continue
+        if any(r.moved and ref in r.nodes and len(r.nodes) == 1 for r in resources):
+            out.append(
+                f"{node.hostname} moves from machine source {old.source} to {node.source}: Pulumi does not "
+                "move or recreate its machine (another provider configuration replaces nothing), it would "
+                f"look for it on {node.source}. Remove the node in one change and add it back on "
+                f"{node.source} in another"
+            )
+    return out
+
+
+def _unasked_losses(
+    base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...]
+) -> list[str]:
+    """Disks deleted or replaced although the stack still has their node and disk: a problem
+    unless the head acknowledges it (`acknowledgeDataLoss`)."""
+    if base is None or head is None:
+        return []
+    out = []
+    for r in resources:
+        if not (r.loses_data and r.kind == "Volume" and len(r.nodes) == 1):
+            continue
+        host = r.nodes[0].split("/", 1)[1]
+        old, new = base.node(host), head.node(host)
+        disk = _disk_of(old, r.name, base.name) if old else None
+        if old is None or new is None or disk is None:
+            continue  # the node leaves the stack: asked for
+        kept = disk == "system" or (new.vm is not None and disk in new.vm.data_disks)
+        if r.change == "delete" and new.vm is not None and not kept:
+            continue  # the data disk leaves the node's spec: asked for
+        if host in head.acknowledged_data_loss or f"{host}/{disk}" in head.acknowledged_data_loss:
+            continue
+        if "provider" in r.fields:
+            why = "(it moves to another machine source)"
+        else:
+            why = f"({', '.join(r.fields)} changes)" if r.fields else "(the node stays but its VM goes)"
+        verb = "replaced by an empty one" if r.change == "replace" else "deleted"
+        out.append(
+            f"{host}: disk {disk} (volume {r.name}) is {verb} {why} although the stack keeps it: its data is "
+            f"lost. If that is what you want, add `{host}/{disk}` to clusters.{head.name}.acknowledgeDataLoss "
+            "in this change (and remove it afterwards)"
+        )
+    return out
+
+
+def review_cluster(
+    stack: str, base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...] = ()
+) -> ClusterReview:
     view = head or base
     assert view is not None, "a cluster is in the base, the head or both"
     nodes: list[NodeChange] = []
@@ -346,7 +526,7 @@ def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | Non
                 NodeChange(
                     hostname=node.hostname,
                     role=node.role,
-                    actions=(Action(kind="new-node", detail="its documents are listed in full below"),),
+                    actions=(Action(kind="new-node", detail=_new_node_detail(stack, node)),),
                     documents=(),
                 )
             )
@@ -362,6 +542,13 @@ def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | Non
                     documents=(),
                 )
             )
+    # Provider calls are not resources: a change of theirs reaches a node through what reads them.
+    by_node: dict[str, list[ResourceChange]] = {}
+    for r in resources:
+        if r.kind not in DATA:
+            for ref in r.nodes:
+                by_node.setdefault(ref, []).append(r)
+    nodes = [_with_resources(view.name, n, by_node.get(f"{view.name}/{n.hostname}", [])) for n in nodes]
     status: Literal["new", "removed", "changed", "unchanged"]
     if base is None:
         status = "new"
@@ -374,8 +561,10 @@ def review_cluster(stack: str, base: ClusterView | None, head: ClusterView | Non
         status=status,
         nodes=tuple(nodes),
         rollout=tuple(_rollout(base, head, nodes)),
-        problems=tuple(_problems(stack, base, head)),
-        warnings=tuple(_warnings(head, nodes)),
+        problems=tuple(
+            _problems(stack, base, head) + _moves(base, head, resources) + _unasked_losses(base, head, resources)
+        ),
+        warnings=tuple(_losses(view.name, resources) + _warnings(head, nodes) + _contract_warnings(base, head)),
     )
 
 
@@ -384,5 +573,164 @@ def review(
 ) -> Review:
     removed = [c.name for c in base.clusters if head.cluster(c.name) is None] if base else []
     names = [c.name for c in head.clusters] + removed
-    clusters = [review_cluster(stack, base.cluster(n) if base else None, head.cluster(n)) for n in names]
-    return Review(stack=stack, base_ref=base_ref, base_note=base_note, head=head, base=base, clusters=tuple(clusters))
+    resources = tuple(diff(base.resources if base else (), head.resources))
+    clusters = [
+        review_cluster(
+            stack,
+            base.cluster(n) if base else None,
+            head.cluster(n),
+            tuple(r for r in resources if r.cluster == n or any(node.split("/", 1)[0] == n for node in r.nodes)),
+        )
+        for n in names
+    ]
+    # Resources no cluster owns (a machine source without nodes): their losses still show.
+    orphans = tuple(r for r in resources if r.cluster is None and not r.nodes)
+    return Review(
+        stack=stack,
+        base_ref=base_ref,
+        base_note=base_note,
+        head=head,
+        base=base,
+        clusters=tuple(clusters),
+        resources=resources,
+        stack_warnings=tuple(_losses(None, orphans)),
+        stack_problems=tuple(name_clashes(base.resources if base else (), head.resources, resources)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Resources per node (talos_fleet.changes, by the providers' rules in talos_fleet.providers)
+
+
+def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) -> NodeChange:
+    """The node's change with every resource change that reaches it, and an action for each
+    one its documents and versions do not already account for."""
+    ref = f"{cluster}/{node.hostname}"
+    kinds = set(node.kinds)
+    actions = [a for a in node.actions if a.kind != "unchanged"]
+    # A VM whose domain the engine keeps (its source renamed, same host) is not replaced.
+    if not kinds & {"new-node", "removed-node"} and not any(r.kind == "Domain" and r.change != "update" for r in mine):
+        actions = [a for a in actions if not a.replaces_vm]
+    if not mine:
+        return node.model_copy(update={"actions": tuple(actions or [Action(kind="unchanged")])})
+    if kinds & {"new-node", "removed-node"}:
+        lost = [r for r in mine if r.loses_data and r.kind == "Volume" and ref in r.nodes and len(r.nodes) == 1]
+        if "removed-node" in kinds and lost:
+            actions = [
+                a.model_copy(update={"detail": "its disks are deleted: " + ", ".join(r.name for r in lost)})
+                if a.kind == "removed-node"
+                else a
+                for a in actions
+            ]
+        return node.model_copy(update={"actions": tuple(actions), "resources": _described(mine)})
+
+    def add(kind: ActionKind, detail: str, **flags: bool) -> None:
+        actions.append(Action(kind=kind, detail=detail, **flags))
+
+    by_kind: dict[str, list[ResourceChange]] = {}
+    for r in mine:
+        by_kind.setdefault(r.kind, []).append(r)
+    domains = [r for r in by_kind.get("Domain", []) if r.change in ("replace", "delete", "create")]
+    if domains and not any(a.replaces_vm for a in actions):
+        fields = sorted({f.split("[")[0].split(".")[0] for r in domains for f in r.fields}) or [domains[0].change]
+        add(
+            "vm-change",
+            f"{', '.join(fields)}: libvirt provider 0.8.1 replaces the VM (ForceNew), deleting it first "
+            "(its name is fixed); the node reboots without a drain",
+            replaces_vm=True,
+        )
+    lost = [r for r in mine if r.loses_data and r.kind == "Volume"]
+    if lost:
+        actions = [a.model_copy(update={"loses_disks": True}) if a.kind == "vm-change" else a for a in actions]
+        add(
+            "data-loss",
+            "; ".join(
+                f"disk {r.name} {'deleted' if r.change == 'delete' else 'replaced by an empty one'}" for r in lost
+            )
+            + ": its data is lost",
+        )
+    pxe = [r for r in mine if r.kind in ("Group", "Profile") and r.change != "update"]
+    if pxe:
+        add(
+            "pxe-change",
+            "; ".join(f"{r.kind.lower()} {r.name} {r.change}d" for r in pxe)
+            + ": matchbox keys entries by name, so each is deleted before its replacement is created",
+        )
+    networks = [r for r in mine if r.kind == "Network" and r.change in ("replace", "delete")]
+    if networks:
+        add(
+            "network-change",
+            f"libvirt network {networks[0].name} {networks[0].change}d "
+            f"({', '.join(networks[0].fields)}); the provider's domain update does not move a running "
+            "VM's NIC to the new network (resource_libvirt_domain.go): restart the VMs after pulumi up",
+        )
+    sources = [r for r in mine if r.kind.startswith("provider:") and r.change == "update"]
+    if sources:
+        add(
+            "source-change",
+            "; ".join(f"{r.name}: {', '.join(r.fields)}" for r in sources)
+            + ": every resource of this machine source is reached through the new setting; a provider "
+            "configuration change replaces nothing, so nothing is moved or created there",
+        )
+    moved = [r for r in mine if r.moved]
+    if moved and not sources:
+        add(
+            "source-change",
+            f"{', '.join(f'{r.kind} {r.name}' for r in moved)} would be reached through machine source "
+            f"{moved[0].source}'s provider: Pulumi replaces nothing for another provider configuration, "
+            "so nothing is created there and the existing ones are looked for on the new host",
+        )
+    steps = [r for r in by_kind.get("Command", []) if r.change == "update" and _node_step(r, kinds, actions)]
+    if steps and "talos-upgrade" not in kinds:
+        fields = sorted({f.removeprefix("environment.") for r in steps for f in r.fields})
+        add(
+            "step-rerun",
+            f"{', '.join(r.name for r in steps)} ({', '.join(fields)}): pulumi-command runs the step's "
+            "update again; a node already at its target is only checked",
+        )
+    applies = [r for r in by_kind.get("ConfigurationApply", []) if r.change == "update"]
+    # With an upgrade, the apply carries the new installer image, which Talos only records.
+    if applies and not kinds & {"config-live", "talos-upgrade", "kubernetes-upgrade"}:
+        add("config-live", f"the config apply's inputs change ({', '.join(applies[0].fields)})")
+    if not actions:
+        add("other-change", "; ".join(r.describe() for r in mine))
+    return node.model_copy(update={"actions": tuple(actions), "resources": _described(mine)})
+
+
+def _described(changes: list[ResourceChange]) -> tuple[str, ...]:
+    """What happens to each resource (provider calls are not resources: what they feed is listed)."""
+    return tuple(r.describe() for r in changes if r.kind not in DATA)
+
+
+def _node_step(step: ResourceChange, kinds: set[ActionKind], actions: list[Action]) -> bool:
+    """Whether a command's update is worth its own action on the node: not the cluster's gate or
+    Kubernetes step when the versions say so already, not the DHCP-entry step of a VM that is
+    replaced anyway."""
+    if step.name.endswith("-version-gate") or step.name.endswith("-kubernetes-upgrade"):
+        return not kinds & {"kubernetes-upgrade", "talos-upgrade"}
+    if step.name.endswith("-dhcp"):
+        return not any(a.replaces_vm for a in actions)
+    return True
+
+
+LOSS = {
+    "Volume": ("disk {name}", "its data is lost"),
+    "Secrets": ("the cluster's Talos secrets {name}", "its PKI is lost: every node would have to be reset"),
+    "Group": (
+        "PXE entry {name}",
+        "matchbox deletes it first, so the machine cannot network-boot until the new one exists",
+    ),
+}
+
+
+def _losses(cluster: str | None, resources: tuple[ResourceChange, ...]) -> list[str]:
+    """Every data-holding resource deleted or replaced, naming its nodes."""
+    out = []
+    for r in resources:
+        if not r.loses_data:
+            continue
+        nodes = ", ".join(n.split("/", 1)[1] for n in r.nodes) or "no node"
+        what, cost = LOSS[r.kind]
+        verb = "deleted" if r.change == "delete" else "replaced"
+        out.append(f"{nodes}: {what.format(name=r.name)} is {verb}: {cost}")
+    return out

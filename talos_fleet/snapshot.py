@@ -12,11 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from talos_fleet import patches
+from talos_fleet import patches, spec
+from talos_fleet.desired import Resource, desired_state
 from talos_fleet.plan import plan_cluster
 from talos_fleet.spec import Cluster, Fleet, LibvirtSource, MetalSource, Role
 
-FORMAT = 1
+# 2: the snapshot carries the desired state (every resource the program registers).
+FORMAT: Literal[2] = 2
 
 # The installer the Image Factory serves for a schematic id (FACTS.md, "Image Factory"): the
 # provider's get_urls answers exactly this for platform metal.
@@ -74,6 +76,8 @@ class NodeView(View):
     installer: str
     vm: Vm | None
     documents: tuple[Document, ...]
+    pxe: bool = False
+    """Metal booted through a matchbox PXE entry."""
 
 
 class ClusterView(View):
@@ -89,6 +93,8 @@ class ClusterView(View):
     allow_downgrade: bool
     waves: tuple[tuple[str, ...], ...]
     nodes: tuple[NodeView, ...]
+    acknowledged_data_loss: tuple[str, ...] = ()
+    """`acknowledgeDataLoss`: disks the change may delete although the stack keeps them."""
 
     def node(self, hostname: str) -> NodeView | None:
         return next((n for n in self.nodes if n.hostname == hostname), None)
@@ -102,9 +108,11 @@ class SourceView(View):
 
 
 class Snapshot(View):
-    format: int = FORMAT
+    format: Literal[2] = FORMAT
     sources: tuple[SourceView, ...]
     clusters: tuple[ClusterView, ...]
+    resources: tuple[Resource, ...]
+    """The desired state (talos_fleet.desired): what the components register, resource by resource."""
 
     def cluster(self, name: str) -> ClusterView | None:
         return next((c for c in self.clusters if c.name == name), None)
@@ -120,10 +128,37 @@ def _derived(layer: Layer, docs: list[patches.Document]) -> list[Document]:
 
 
 def _user(layer: Layer, path: str, docs: tuple[patches.Document, ...]) -> list[Document]:
+    """A stack file's patches, `{secret: <name>}` shown as `<secret:name>`."""
     return [
-        Document(layer=layer, origin=f"{path}[{i}]", name=_name(d), yaml=patches.to_yaml([d]))
+        Document(layer=layer, origin=f"{path}[{i}]", name=_name(d), yaml=patches.to_yaml([_stand_ins(d)]))
         for i, d in enumerate(docs)
     ]
+
+
+def _node_patches(path: str, docs: tuple[patches.Document, ...]) -> list[Document]:
+    """A node's own patches as its apply sends them: one that references a secret is split into
+    its plaintext part and an overlay of the secret fields (patches.split_references)."""
+    out = []
+    for i, doc in enumerate(docs):
+        plain, overlay = patches.split_references(doc)
+        if plain is not None:
+            out.append(Document(layer="node", origin=f"{path}[{i}]", name=_name(plain), yaml=patches.to_yaml([plain])))
+        if overlay is not None:
+            out.append(
+                Document(
+                    layer="node",
+                    origin=f"{path}[{i}] (secret fields)",
+                    name=_name(overlay),
+                    yaml=patches.to_yaml([overlay]),
+                )
+            )
+    return out
+
+
+def _stand_ins(doc: patches.Document) -> patches.Document:
+    names = spec.patch_secret_references(doc)
+    resolved: patches.Document = patches.resolve_references(doc, {n: f"<secret:{n}>" for n in names})
+    return resolved
 
 
 def _generated(fleet: Fleet, cname: str, role: Role) -> Document:
@@ -134,7 +169,7 @@ def _generated(fleet: Fleet, cname: str, role: Role) -> Document:
         "clusterName": cname,
         "machineType": role,
         "endpoint": cluster.endpoint.url,
-        "talosVersion": fleet.defaults.contract,
+        "configContract": fleet.defaults.contract,
     }
     return Document(layer="generated", origin="talos-fleet", name="config generation", yaml=patches.to_yaml([inputs]))
 
@@ -195,10 +230,11 @@ def _cluster(fleet: Fleet, cname: str, cluster: Cluster) -> ClusterView:
                 kubernetes_version=plan.kubernetes_version,
                 installer=image,
                 vm=_vm(fleet, cname, node.hostname),
+                pxe=isinstance(source := fleet.sources[spec.source], MetalSource) and source.matchbox is not None,
                 documents=(
                     *roles[node.role],
                     *_derived("node", patches.node_documents(fleet, cname, node.hostname, image)),
-                    *_user("node", own, spec.patches),
+                    *_node_patches(own, spec.patches),
                 ),
             )
         )
@@ -214,6 +250,7 @@ def _cluster(fleet: Fleet, cname: str, cluster: Cluster) -> ClusterView:
         allow_downgrade=plan.upgrade.allow_downgrade,
         waves=plan.upgrade_waves,
         nodes=tuple(nodes),
+        acknowledged_data_loss=cluster.acknowledge_data_loss,
     )
 
 
@@ -230,4 +267,5 @@ def snapshot(fleet: Fleet) -> Snapshot:
     return Snapshot(
         sources=tuple(_source(name, s) for name, s in fleet.sources.items()),
         clusters=tuple(_cluster(fleet, cname, c) for cname, c in fleet.clusters.items()),
+        resources=desired_state(fleet).resources,
     )

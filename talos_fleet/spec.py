@@ -331,9 +331,86 @@ def _patch(value: Any) -> Any:
     if _contains_secure(value):
         raise ValueError(
             "a patch may not hold a secret: patches are plaintext and show in previews; keep the "
-            "value under talos-fleet:secrets and reference it from a field that takes a secret name"
+            "value under talos-fleet:secrets and write {secret: <name>} where it goes"
         )
+    _check_credentials(value, ())
     return value
+
+
+# Keys whose value is a credential, by name (compared without case, '-' or '_'): what Talos
+# itself redacts (siderolabs/talos v1.13.9: pkg/machinery/config/types/v1alpha1/v1alpha1_provider.go
+# Config.Redact: machine.token, ca keys, registries' auth password/auth/identityToken, TLS client
+# key, cluster secret/token/aescbcEncryptionSecret/secretboxEncryptionSecret;
+# cri/registry_auth.go password, auth, identityToken; cri/registry_tls.go key;
+# network/wireguard.go privateKey, presharedKey; network/hcloud_vip.go apiToken;
+# siderolink/siderolink.go uniqueToken; block/encryption.go passphrase), and the usual names of
+# credentials in extensions' and other tools' settings (password, token, key, secret, auth).
+CREDENTIAL_KEYS = frozenset({"password", "passwd", "passphrase", "token", "key", "secret", "auth"})
+CREDENTIAL_SUFFIXES = (
+    "password",
+    "passphrase",
+    "token",
+    "secret",
+    "privatekey",
+    "presharedkey",
+    "clientkey",
+    "apikey",
+    "authkey",
+    "accesskey",
+    "secretkey",
+)
+
+
+def credential_key(key: str) -> bool:
+    """Whether a patch key holds a credential (see CREDENTIAL_KEYS)."""
+    plain = key.lower().replace("-", "").replace("_", "")
+    return plain in CREDENTIAL_KEYS or plain.endswith(CREDENTIAL_SUFFIXES)
+
+
+def secret_reference(value: Any) -> str | None:
+    """The secret name of a patch value `{secret: <name>}`, else None."""
+    if isinstance(value, dict) and set(value) == {"secret"} and isinstance(value["secret"], str):
+        return value["secret"]
+    return None
+
+
+def patch_secret_references(value: Any) -> list[str]:
+    """Every secret a patch references, in document order."""
+    if (name := secret_reference(value)) is not None:
+        return [name]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in patch_secret_references(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in patch_secret_references(v)]
+    return []
+
+
+def _check_credentials(value: Any, path: tuple[str | int, ...], in_list: bool = False) -> None:
+    """Plaintext credentials are refused; `{secret: <name>}` references are checked for form."""
+    if (name := secret_reference(value)) is not None:
+        if in_list:
+            raise RuleError(
+                path,
+                "a secret reference inside a list cannot be kept out of the node's plaintext patch; "
+                "use a Talos document that names the value by key (e.g. RegistryAuthConfig)",
+            )
+        if not _SECRET_NAME.match(name):
+            raise RuleError(path, f"{name!r} is not a secret name (letters, digits, '-' and '_')")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = (*path, k)
+            if credential_key(str(k)) and isinstance(v, (str, int, float)) and not isinstance(v, bool) and v != "":
+                raise RuleError(
+                    where,
+                    f"{k!r} holds a credential in plaintext: patches are committed and shown in every "
+                    "plan. Keep it in talos-fleet:secrets (`make secret STACK=<stack> NAME=<name>`, the "
+                    "value on standard input) and write {secret: <name>} here instead",
+                )
+            _check_credentials(v, where, in_list)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_credentials(v, (*path, i), True)
 
 
 def _weight(value: Any) -> int:
@@ -820,6 +897,14 @@ class Cluster(Model):
     patches: tuple[Patch, ...] = Field(default=(), description="Patches for every node of the cluster")
     roles: Roles = Roles()
     upgrade: UpgradePolicy | None = Field(default=None, description="Overrides defaults.upgrade")
+    acknowledge_data_loss: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Disks this change may delete or replace although the stack still has them (make plan "
+            "stops otherwise): a node's hostname (all its disks) or hostname/disk (`system` or a data "
+            "disk's name). Remove the entry once the change is applied."
+        ),
+    )
     nodes: dict[DnsLabel, Node]
 
     def nodes_of(self, role: Role) -> list[tuple[str, Node]]:
@@ -861,6 +946,20 @@ class Cluster(Model):
                 )
         for host, node in self.nodes.items():
             self._check_node(host, node, net, vip)
+        for i, entry in enumerate(self.acknowledge_data_loss):
+            host, _, disk = entry.partition("/")
+            if host not in self.nodes:
+                raise RuleError(
+                    ("acknowledgeDataLoss", i),
+                    f"{entry!r} names no node of this cluster; write a hostname (all its disks) or "
+                    "hostname/disk (system, or a data disk's name), e.g. worker-1/data",
+                )
+            if "/" in entry and not _DNS_LABEL.fullmatch(disk):
+                raise RuleError(
+                    ("acknowledgeDataLoss", i),
+                    f"{entry!r}: after the hostname comes a disk name (system, or a data disk's name), "
+                    f"e.g. {host}/system",
+                )
         return self
 
     def _check_node(
@@ -955,6 +1054,17 @@ class Fleet(Model):
         """The CPU architectures of a cluster's nodes, sorted."""
         return sorted({self.sources[n.source].architecture for n in self.clusters[cname].nodes.values()})
 
+    def _patch_lists(
+        self, cname: str, cluster: Cluster
+    ) -> Iterator[tuple[tuple[str | int, ...], tuple[dict[str, Any], ...]]]:
+        """Every patch list that reaches the cluster's nodes, with its path in the stack file."""
+        yield ("clusters", cname, "patches"), cluster.patches
+        for role in ROLES:
+            yield ("defaults", "roles", role, "patches"), self.defaults.roles.of(role).patches
+            yield ("clusters", cname, "roles", role, "patches"), cluster.roles.of(role).patches
+        for host, node in cluster.nodes.items():
+            yield ("clusters", cname, "nodes", host, "patches"), node.patches
+
     def role_patches(self, cluster: Cluster, role: Role) -> tuple[dict[str, Any], ...]:
         """The role layer's user patches: the fleet's for the role, then the cluster's."""
         return self.defaults.roles.of(role).patches + cluster.roles.of(role).patches
@@ -1004,6 +1114,15 @@ class Fleet(Model):
                         f"secret {secret!r} is not defined; set it with "
                         f"`make secret STACK=<stack> NAME={secret}` (the value is read from standard input)",
                     )
+            for where, patches in self._patch_lists(cname, cluster):
+                for i, patch in enumerate(patches):
+                    for secret in patch_secret_references(patch):
+                        if secret not in self.secrets:
+                            raise RuleError(
+                                (*where, i),
+                                f"secret {secret!r} is not defined; set it with "
+                                f"`make secret STACK=<stack> NAME={secret}` (the value is read from standard input)",
+                            )
             for host, node in cluster.nodes.items():
                 if node.source not in self.sources:
                     known = ", ".join(sorted(self.sources)) or "none defined"

@@ -21,6 +21,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
@@ -100,7 +101,16 @@ POOL_PATH = "/var/lib/libvirt/images"
 class FakeTalos(pulumi.runtime.Mocks):
     """Answers for every provider the program uses: Talos, libvirt and matchbox."""
 
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str], str] = {}
+        """The id answered for each resource, by (type, name)."""
+
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        id_, outputs = self._new_resource(args)
+        self.ids[(args.typ, args.name)] = id_
+        return id_, outputs
+
+    def _new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
         if args.typ == "talos:machine/secrets:Secrets":
             outputs["machineSecrets"] = FAKE_MACHINE_SECRETS
@@ -144,6 +154,9 @@ class Registration:
     additional_secret_outputs: list[str]
     provider: str
     aliases: list[str]
+    wire: dict[str, Any] = field(default_factory=dict)
+    """The inputs as sent, secret markers where the SDK put them: a secret element of a list
+    stays marked on its own (`inputs` lifts it to the whole list, as the SDK's deserializer does)."""
 
 
 @dataclass
@@ -179,6 +192,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 provider=request.provider,
                 # An alias is a full URN or a spec; specs here only ever move a parent.
                 aliases=[a.urn or f"parent:{a.spec.parentUrn}" for a in request.aliases],
+                wire=json_format.MessageToDict(request.object),
             )
         )
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -198,6 +212,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 class Run:
     monitor: RecordingMonitor
     exports: dict[str, Any]
+    mocks: FakeTalos = field(default_factory=FakeTalos)
 
     @property
     def registrations(self) -> list[Registration]:
@@ -339,7 +354,7 @@ def _run(config: Mapping[str, str], secret_keys: list[str] | None) -> tuple[Run,
         error = exc
     finally:
         pulumi.export = original_export
-    return Run(monitor, exports), error
+    return Run(monitor, exports, mocks), error
 
 
 def run_stack_file(stack_file: Path | str) -> Run:

@@ -87,7 +87,7 @@ def test_two_config_generations_per_cluster(valid_stack: Path, run: Run) -> None
             assert args["clusterEndpoint"] == cluster.endpoint.url
             assert args["talosVersion"] == plan.contract
             assert args["kubernetesVersion"] == plan.kubernetes_version
-            secrets = {n: f"FAKE-decrypted-talos-fleet:secrets.{n}" for n in cluster.secret_names()}
+            secrets = {n: f"FAKE-decrypted-talos-fleet:secrets.{n}" for n in fleet.secrets}
             assert args["configPatches"] == patches.role_config_patches(fleet, cluster, args["machineType"], secrets)
 
 
@@ -135,8 +135,14 @@ def test_one_apply_per_node_with_its_own_plaintext_patch(valid_stack: Path, run:
         # The role config is secret; the node's patch is plaintext and readable in a preview.
         assert is_secret(apply.inputs["machineConfigurationInput"])
         assert plain(apply.inputs["machineConfigurationInput"]) == f"FAKE-{node.role}-config"
-        assert not any(is_secret(p) for p in apply.inputs["configPatches"])
-        assert not is_secret(apply.inputs["configPatches"])
+        # A patch that references a stack secret sends its secret fields as a secret overlay of
+        # their own (talos_fleet.patches.split_references); every other patch stays plaintext.
+        sent = apply.wire["configPatches"]
+        overlays = [i for i, p in enumerate(sent) if is_secret(p)]
+        assert not is_secret(sent)
+        assert all("FAKE-decrypted" not in p for p in sent if not is_secret(p))
+        expected_overlays = sum(1 for p in node.patches if patches.split_references(p)[1] is not None)
+        assert len(overlays) == expected_overlays
         arch = fleet.sources[node.source].architecture
         (schematic,) = [s for s in run.of_type(SCHEMATIC) if s.name == f"{cname}-schematic"]
         assert schematic.inputs["schematic"] == plan_cluster(fleet, cname).schematic
@@ -146,10 +152,20 @@ def test_one_apply_per_node_with_its_own_plaintext_patch(valid_stack: Path, run:
             fleet.talos_version(cluster),
             arch,
         )
-        assert apply.inputs["configPatches"] == patches.node_config_patches(fleet, cname, host, installer)
+        secrets = {n: f"FAKE-decrypted-talos-fleet:secrets.{n}" for n in fleet.secrets}
+        assert plain(sent) == _with_secrets(patches.node_config_patches(fleet, cname, host, installer), secrets)
         # Removal is the node's lifecycle command (drain first); an apply resetting on destroy
         # would race it.
         assert "onDestroy" not in apply.inputs
+
+
+def _with_secrets(texts: list[str], secrets: dict[str, str]) -> list[str]:
+    out = []
+    for text in texts:
+        for name, value in secrets.items():
+            text = text.replace(f"<secret:{name}>", value)
+        out.append(text)
+    return out
 
 
 def test_schematics_moved_out_of_clusters_keep_their_state(valid_stack: Path, run: Run) -> None:
@@ -194,9 +210,11 @@ def test_credentials_reach_invokes_only_in_their_own_fields(run: Run) -> None:
 
 
 def test_stack_secrets_go_only_into_secret_config_generation(run: Run) -> None:
+    """Stack secrets reach the nodes through the secret role config, or as a node's secret patch
+    overlay (talos_fleet.patches.split_references): never in a plaintext patch."""
     decrypted = [c for c in run.calls(GEN_CONFIG) if any("FAKE-decrypted" in p for p in plain(c.args["configPatches"]))]
     for apply in run.of_type(APPLY):
-        assert not any("FAKE-decrypted" in p for p in plain(apply.inputs["configPatches"]))
+        assert not any("FAKE-decrypted" in p for p in plaintext_strings(apply.inputs["configPatches"]))
         if decrypted:
             assert is_secret(apply.inputs["machineConfigurationInput"])
 

@@ -20,7 +20,7 @@ from talos_fleet import naming, patches, report
 from talos_fleet.loader import load_stack_file
 from talos_fleet.review import Review, review
 from talos_fleet.snapshot import Snapshot, installer, snapshot
-from talos_fleet.spec import ROLES, ImageSpec
+from talos_fleet.spec import ROLES, ImageSpec, patch_secret_references
 from tests.conftest import ROOT, STACK_FILES, VALID_STACKS
 from tests.harness import add_extension, bump_talos, mutated_stack
 
@@ -185,7 +185,8 @@ def test_a_kubernetes_bump_is_one_cluster_step(tmp_path: Path) -> None:
 
     result = plan_change(tmp_path, bump)
     assert actions(result) == {h: ["kubernetes-upgrade"] for h in CONTROL_PLANES + WORKERS}
-    assert rollout(result) == [("kubernetes", [])]
+    # upgrade-k8s, then every node's config apply runs again (the role configs carry the version).
+    assert rollout(result) == [("kubernetes", []), ("apply", CONTROL_PLANES + WORKERS)]
 
 
 def test_an_extension_change_is_a_talos_upgrade_with_a_new_installer(tmp_path: Path) -> None:
@@ -207,8 +208,9 @@ def test_resizing_a_vm_replaces_it_and_keeps_its_disks(tmp_path: Path) -> None:
     assert rollout(result) == [("replace-vms", WORKERS)]
     vm = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
     assert all(a.replaces_vm and "8192 → 12288 MiB" in a.detail for a in vm)
-    assert all(not a.replaces_disks and a.label == "VM replaced, disks kept" for a in vm)
-    assert not result.warnings, "workers only: the control plane keeps quorum"
+    assert all(a.label == "VM replaced, disks kept" for a in vm)
+    (warning,) = result.warnings  # the control plane keeps quorum; the workers do not stay up
+    assert f"every worker ({', '.join(WORKERS)}) goes down at the same time, without a drain" in warning
 
 
 def test_resizing_every_control_plane_at_once_warns_of_quorum(tmp_path: Path) -> None:
@@ -218,11 +220,14 @@ def test_resizing_every_control_plane_at_once_warns_of_quorum(tmp_path: Path) ->
     result = plan_change(tmp_path, resize)
     assert actions(result) == {**{h: ["vm-change"] for h in CONTROL_PLANES}, **{h: ["unchanged"] for h in WORKERS}}
     (warning,) = result.warnings
-    assert "cp-1, cp-2, cp-3 are replaced at the same time" in warning
+    assert "cp-1, cp-2, cp-3 go down at the same time" in warning
     assert "etcd loses quorum" in report.markdown(result)
 
 
-def test_moving_a_vm_to_another_hypervisor_replaces_its_disks_too(tmp_path: Path) -> None:
+def test_moving_a_vm_to_another_hypervisor_is_refused_since_nothing_would_move(tmp_path: Path) -> None:
+    """Another provider configuration replaces nothing: the VM and its disks would only be looked
+    for on the other host. The plan says so and stops."""
+
     def move(doc: dict[str, Any]) -> None:
         sources = doc["config"]["talos-fleet:sources"]
         sources["kvm2"] = {**sources["kvm"], "uri": "qemu+ssh://admin@kvm2.example.net/system"}
@@ -230,12 +235,16 @@ def test_moving_a_vm_to_another_hypervisor_replaces_its_disks_too(tmp_path: Path
         nodes(doc)["worker-2"]["source"] = "kvm2"
 
     result = plan_change(tmp_path, move)
-    assert actions(result) == {**{h: ["unchanged"] for h in [*CONTROL_PLANES, "worker-1"]}, "worker-2": ["vm-change"]}
-    (action,) = [a for c in result.clusters for n in c.nodes for a in n.actions if a.kind == "vm-change"]
-    assert action.replaces_vm
-    assert action.replaces_disks
-    assert action.label == "VM and disks replaced"
-    assert "**VM and disks replaced**: moves from kvm to kvm2" in report.markdown(result)
+    assert actions(result) == {
+        **{h: ["unchanged"] for h in [*CONTROL_PLANES, "worker-1"]},
+        # Its DHCP-entry step has another URI and network: pulumi-command runs it again.
+        "worker-2": ["source-change", "step-rerun"],
+    }
+    (problem,) = result.problems
+    assert problem.startswith("homelab: worker-2 moves from machine source kvm to kvm2")
+    assert "Remove the node in one change and add it back on kvm2 in another" in problem
+    assert not [r for r in result.resources if r.kind in ("Volume", "Domain") and r.change == "replace"]
+    assert "**machine source changed**" in report.markdown(result)
 
 
 def test_a_bigger_disk_is_a_note_not_an_action(tmp_path: Path) -> None:
@@ -397,8 +406,18 @@ def test_the_plan_never_holds_a_secret(stack: Path, tmp_path: Path) -> None:
     for secret in _secret_strings(stack):
         assert secret not in text
     fleet = load_stack_file(stack)
-    disk_secrets = sorted({n for c in fleet.clusters.values() for n in c.secret_names()})
-    for name in disk_secrets:
+    disk_secrets = {n for c in fleet.clusters.values() for n in c.secret_names()}
+    referenced = {
+        n
+        for c in fleet.clusters.values()
+        for patch in (
+            *c.patches,
+            *(p for role in ROLES for p in fleet.role_patches(c, role)),
+            *(p for node in c.nodes.values() for p in node.patches),
+        )
+        for n in patch_secret_references(patch)
+    }
+    for name in sorted(disk_secrets | referenced):
         assert f"<secret:{name}>" in text, "a secret field shows as its name"
 
 

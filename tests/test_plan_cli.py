@@ -217,3 +217,53 @@ def test_a_talosctl_failure_names_the_node_and_the_document(tmp_path: Path) -> N
         "homelab/worker-2: node · v1alpha1 from clusters.homelab.nodes.worker-2.patches[0]: "
         "talosctl validate: 1 error occurred: * bad value"
     ]
+
+
+def test_a_base_with_an_older_snapshot_format_is_rendered_by_this_checkout(repo: Path) -> None:
+    """A base whose own code writes snapshot format 1 (before the desired state was in it)."""
+    module = repo / "talos_fleet" / "snapshot.py"
+    text = module.read_text()
+    older = {
+        "FORMAT: Literal[2] = 2": "FORMAT: Literal[1] = 1",
+        "    format: Literal[2] = FORMAT\n": "    format: Literal[1] = FORMAT\n",
+        "    resources: tuple[Resource, ...]\n": "",
+        "        resources=desired_state(fleet).resources,\n": "",
+    }
+    for new, old in older.items():
+        assert new in text, new
+        text = text.replace(new, old)
+    module.write_text(text)
+    git(repo, "commit", "-qam", "format 1")
+    git(repo, "checkout", "-qb", "change")
+    shutil.copy(ROOT / "talos_fleet" / "snapshot.py", module)
+    edit_homelab(repo)
+    git(repo, "commit", "-qam", "format 2 and a Talos bump")
+    result = plan(repo, "--base", "main", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert "rendered with this checkout's code" in found["base_note"]
+    assert found["base"]["format"] == 2
+
+
+def test_a_disk_loss_the_stack_did_not_ask_for_fails_the_plan_until_acknowledged(repo: Path) -> None:
+    stacks = repo / "stacks"
+    fleet = load_stack_file(stacks / "Pulumi.homelab.yaml")
+    hosts = [h for _, h, _ in fleet.all_nodes()]
+
+    def new_pool(document: dict[str, Any]) -> None:
+        document["config"]["talos-fleet:sources"]["kvm"]["pool"] = "fast"
+
+    mutated_stack(stacks / "Pulumi.homelab.yaml", stacks, new_pool)
+    refused = plan(repo, "--base", "HEAD")
+    assert refused.returncode == 1
+    assert all(f"{h}: disk system" in refused.stderr for h in hosts), refused.stderr
+    assert "acknowledgeDataLoss" in refused.stdout
+
+    def acknowledged(document: dict[str, Any]) -> None:
+        document["config"]["talos-fleet:clusters"]["homelab"]["acknowledgeDataLoss"] = hosts
+
+    mutated_stack(stacks / "Pulumi.homelab.yaml", stacks, acknowledged)
+    accepted = plan(repo, "--base", "HEAD")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "> [!WARNING]" in accepted.stdout
+    assert all(f"{h}: disk homelab-{h}-system is replaced" in accepted.stdout for h in hosts)

@@ -41,7 +41,12 @@ VIP_METAL = ROOT / "tests" / "fixtures" / "good" / "vip-metal.yaml"
 DAY = timedelta(days=1)
 
 # What each secret of a stack is on the machines: never in any output.
-SECRET_VALUES = {"rack-luks": "FAKE-luks-passphrase-correct-horse"}
+SECRET_VALUES = {
+    "rack-luks": "FAKE-luks-passphrase-correct-horse",
+    # tests/fixtures/good/secret-references.yaml: credentials referenced from patches.
+    "registry-pw": "FAKE-registry-password-battery-staple",
+    "mirror-token": "FAKE-mirror-token-tr0ub4dor",
+}
 
 
 def b64(text: str) -> str:
