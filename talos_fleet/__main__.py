@@ -35,7 +35,7 @@ from talos_fleet.snapshot import snapshot
 from talos_fleet.spec import ROLES, Fleet, SecretName
 
 # Offline, the schematic id is not known; renderings show where the factory installer goes.
-INSTALLER_PLACEHOLDER = "factory.talos.dev/metal-installer/<schematic-id>:{version}"
+SCHEMATIC_PLACEHOLDER = "<schematic-id>"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         rendered = patches.render_fleet(
             fleet,
             patches.secret_stand_ins(fleet),
-            lambda cname, version, arch: INSTALLER_PLACEHOLDER.format(version=version),
+            lambda cname, version, arch: factory.factory_urls(SCHEMATIC_PLACEHOLDER, version, arch).installer,
         )
         for cname in fleet.clusters:
             plan = plan_cluster(fleet, cname)
@@ -166,7 +166,7 @@ def _urls(fleet: Fleet) -> None:
             print(f"# schematic id: {schematic_id}")
         print(f"# --- schematic (what the Image Factory builds from)\n{patches.schematic_yaml(image)}# ---")
         for arch in fleet.architectures(cname):
-            urls = factory.factory_urls(schematic_id or "<schematic-id>", version, arch)
+            urls = factory.factory_urls(schematic_id or SCHEMATIC_PLACEHOLDER, version, arch)
             for kind, url in urls.as_dict().items():
                 print(f"{cname} {arch} {kind:<9} {url}")
 
@@ -206,8 +206,7 @@ def _plan(args: argparse.Namespace) -> int:
     path = Path(args.file)
     stack = commands.stack_name(path) or path.stem
     try:
-        if args.schema:
-            lint.read_schema(args.schema)
+        schema = lint.read_schema(args.schema) if args.schema else None
     except lint.SchemaFileError as error:
         print(f"SCHEMA={error}", file=sys.stderr)
         return 2
@@ -226,7 +225,7 @@ def _plan(args: argparse.Namespace) -> int:
     except (SpecError, BaseError) as error:
         print(f"{path}: {for_stack(str(error), path)}", file=sys.stderr)
         return 2
-    lint_problems = lint.schema_problems(head, args.schema) if args.schema else []
+    lint_problems = lint.schema_problems(head, args.schema, schema) if args.schema else []
     if talosctl := shutil.which("talosctl"):
         lint_problems += lint.talosctl_problems(head, talosctl)
     result = review(stack, base.snapshot, head, base_ref=base.ref, base_note=base.note)

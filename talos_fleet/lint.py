@@ -64,10 +64,12 @@ def read_schema(schema_path: Path) -> dict[str, Any]:
     return schema
 
 
-def schema_problems(head: Snapshot, schema_path: Path) -> list[str]:
+def schema_problems(head: Snapshot, schema_path: Path, schema: dict[str, Any] | None = None) -> list[str]:
+    """Every patch document's problem against the schema in `schema_path`; `schema` is that
+    file's content when the caller has read it already (read_schema)."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(_relaxed(read_schema(schema_path)))
+    validator = jsonschema.Draft202012Validator(_relaxed(read_schema(schema_path) if schema is None else schema))
     verdicts: dict[str, str | None] = {}  # the same role document repeats on every node of the role
 
     def check(text: str) -> str | None:

@@ -188,7 +188,8 @@ def tree_from_stack_file(path: str | Path) -> dict[str, Any]:
         spelled[key] = full_key
         if _is_secure(value):
             # The engine decrypts a whole secure value into text: the same answer as the engine path.
-            problems.extend([] if key == SECRETS_KEY else [Problem(f"{NAMESPACE}:{key}", _SECRET_ELSEWHERE)])
+            if key != SECRETS_KEY:
+                problems.append(Problem(f"{NAMESPACE}:{key}", _SECRET_ELSEWHERE))
             value = ""
         elif key == SECRETS_KEY:
             value = _secure_secrets(value)
@@ -237,7 +238,7 @@ def _config_key(full_key: Any) -> tuple[str, str] | None:
 
 def _engine_scalar(path: str, value: Any) -> Any:
     """A top-level value as the program receives it: Pulumi hands scalars over as text
-    (sdk/go/common/resource/config/object.go, MarshalString), and the program decodes text that
+    (pulumi/pulumi v3.259.0:sdk/go/common/resource/config/object.go, MarshalString), and the program decodes text that
     is a JSON object or array like any structured value."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -504,8 +505,12 @@ class _StackLoader(Composer, _Parser, SafeConstructor):
                     mark,
                 )
         else:
-            children = [c for pair in node.value for c in pair] if isinstance(node, MappingNode) else node.value
-            children = children if isinstance(node, (MappingNode, SequenceNode)) else []
+            if isinstance(node, MappingNode):
+                children = [c for pair in node.value for c in pair]
+            elif isinstance(node, SequenceNode):
+                children = node.value
+            else:
+                children = []
             self._size[id(node)] = 1 + sum(self._size[id(c)] for c in children)
             self._height[id(node)] = 1 + max((self._height[id(c)] for c in children), default=0)
             self._decodes += 1
@@ -613,7 +618,8 @@ def _go_key(key: Any) -> str | None:
 
 
 # Plain scalars as go-yaml/yaml v3.0.1:resolve.go resolves them (the YAML library Pulumi reads
-# stack files with, sdk/go.mod), then as the engine's JSON carries them to the program.
+# stack files with, pulumi/pulumi v3.259.0:sdk/go.mod), then as the engine's JSON carries them to
+# the program.
 _GO_CONSTANTS: dict[str, Any] = {
     **dict.fromkeys(("true", "True", "TRUE"), True),
     **dict.fromkeys(("false", "False", "FALSE"), False),
@@ -682,7 +688,8 @@ def _json_number(value: float, text: str) -> int | float | str:
 
 def _go_timestamp(text: str, mark: Mark) -> str | None:
     """yaml.v3 reads an unquoted timestamp as a time, which Pulumi hands over as Go's
-    time.Time.String() (object.go, unmarshalObject): only for UTC times is that text fixed."""
+    time.Time.String() (pulumi/pulumi v3.259.0:sdk/go/common/resource/config/object.go,
+    unmarshalObject): only for UTC times is that text fixed."""
     match = _GO_TIMESTAMP.fullmatch(text)
     if match is None:
         return None

@@ -394,8 +394,10 @@ def _check_credentials(value: Any, path: tuple[str | int, ...], in_list: bool = 
                 "a secret reference inside a list cannot be kept out of the node's plaintext patch; "
                 "use a Talos document that names the value by key (e.g. RegistryAuthConfig)",
             )
-        if not _SECRET_NAME.match(name):
-            raise RuleError(path, f"{name!r} is not a secret name (letters, digits, '-' and '_')")
+        try:
+            _secret_name(name)
+        except ValueError as error:
+            raise RuleError(path, str(error)) from None
         return
     if isinstance(value, dict):
         for k, v in value.items():
@@ -1107,22 +1109,19 @@ class Fleet(Model):
             raise RuleError(("clusters",), "no clusters are defined; add one under talos-fleet:clusters")
         for cname, cluster in self.clusters.items():
             self._check_versions(cname, cluster)
-            for secret in cluster.secret_names():
+            references = [(("clusters", cname, "diskEncryption"), name) for name in cluster.secret_names()] + [
+                ((*where, i), name)
+                for where, patches in self._patch_lists(cname, cluster)
+                for i, patch in enumerate(patches)
+                for name in patch_secret_references(patch)
+            ]
+            for where, secret in references:
                 if secret not in self.secrets:
                     raise RuleError(
-                        ("clusters", cname, "diskEncryption"),
+                        where,
                         f"secret {secret!r} is not defined; set it with "
                         f"`make secret STACK=<stack> NAME={secret}` (the value is read from standard input)",
                     )
-            for where, patches in self._patch_lists(cname, cluster):
-                for i, patch in enumerate(patches):
-                    for secret in patch_secret_references(patch):
-                        if secret not in self.secrets:
-                            raise RuleError(
-                                (*where, i),
-                                f"secret {secret!r} is not defined; set it with "
-                                f"`make secret STACK=<stack> NAME={secret}` (the value is read from standard input)",
-                            )
             for host, node in cluster.nodes.items():
                 if node.source not in self.sources:
                     known = ", ".join(sorted(self.sources)) or "none defined"

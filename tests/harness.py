@@ -26,6 +26,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
+from talos_fleet.loader import Problem, SpecError
+
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "__main__.py"
 SECRET_SIG = rpc._special_sig_key  # the key Pulumi uses to mark a secret value on the wire
@@ -420,3 +422,13 @@ def tree_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]
         for i, v in enumerate(value):
             found += tree_paths(v, (*prefix, i))
     return found
+
+
+def spec_problems(load: Callable[[], object]) -> list[Problem]:
+    """The problems `load` reports, [] when it accepts; any exception other than SpecError fails
+    the test."""
+    try:
+        load()
+    except SpecError as error:
+        return error.problems or [Problem("(none)", "")]  # an error with no problem would fail the caller
+    return []

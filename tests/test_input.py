@@ -26,7 +26,6 @@ from talos_fleet.loader import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_VALUES,
-    Problem,
     SpecError,
     load_pulumi_config,
     load_stack_file,
@@ -35,7 +34,14 @@ from talos_fleet.loader import (
 from talos_fleet.plan import plan_cluster, plan_hypervisors
 from talos_fleet.snapshot import snapshot
 from tests.conftest import ROOT
-from tests.harness import _decrypt, engine_config_of, run_failing_program, run_program, tree_paths
+from tests.harness import (
+    _decrypt,
+    engine_config_of,
+    run_failing_program,
+    run_program,
+    spec_problems,
+    tree_paths,
+)
 
 GOOD = ROOT / "tests" / "fixtures" / "good" / "vip-metal.yaml"
 HOMELAB = ROOT / "stacks" / "Pulumi.homelab.yaml"
@@ -43,12 +49,8 @@ HOMELAB = ROOT / "stacks" / "Pulumi.homelab.yaml"
 
 def _refusal(load: Any) -> list[str]:
     """The problem paths `load()` reports; [] when it accepts; any other exception fails."""
-    problems = []
-    try:
-        load()
-    except SpecError as error:
-        problems = error.problems or [Problem("", "")]  # a SpecError without a problem fails below
-    assert all(p.message for p in problems)
+    problems = spec_problems(load)
+    assert all(p.message for p in problems)  # a SpecError without a problem fails here too
     return sorted(p.path for p in problems)
 
 
@@ -184,7 +186,7 @@ def test_integer_and_boolean_keys_become_text_as_pulumi_keeps_them(tmp_path: Pat
     assert "duplicate key '1'" in _one_problem(lambda: tree_from_stack_file(clash))[1]
 
 
-def test_a_key_without_namespace_is_the_projects_on_bothtree_paths(tmp_path: Path) -> None:
+def test_a_key_without_namespace_is_the_projects_on_both_paths(tmp_path: Path) -> None:
     # pulumi/pulumi v3.259.0:sdk/go/common/workspace/loaders.go (stackConfigNamespacedWithProject):
     # a stack-file key without a namespace gets the project's name, `talos-fleet` in Pulumi.yaml.
     assert yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"] == spec.NAMESPACE
@@ -192,9 +194,8 @@ def test_a_key_without_namespace_is_the_projects_on_bothtree_paths(tmp_path: Pat
     document["config"] = {k.removeprefix("talos-fleet:"): v for k, v in document["config"].items()}
     bare = _write(tmp_path, yaml.safe_dump(document))
     assert load_stack_file(bare) == load_stack_file(GOOD)
-    assert load_pulumi_config(*engine_config_of(GOOD)).model_dump() == load_stack_file(bare).model_dump(
-        exclude={"secrets"}
-    ) | {"secrets": load_pulumi_config(*engine_config_of(GOOD)).model_dump()["secrets"]}
+    engine = load_pulumi_config(*engine_config_of(GOOD)).model_dump()
+    assert engine == load_stack_file(bare).model_dump(exclude={"secrets"}) | {"secrets": engine["secrets"]}
 
 
 def test_mapping_order_in_the_file_never_matters(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ def test_mapping_order_in_the_file_never_matters(tmp_path: Path) -> None:
 PLAINTEXT_BESIDE_SECURE = ROOT / "tests" / "fixtures" / "bad" / "plaintext-secret-beside-secure.yaml"
 
 
-def test_plaintext_beside_secure_secrets_is_refused_on_bothtree_paths() -> None:
+def test_plaintext_beside_secure_secrets_is_refused_on_both_paths() -> None:
     offline = _refusal(lambda: load_stack_file(PLAINTEXT_BESIDE_SECURE))
     config, secret = engine_config_of(PLAINTEXT_BESIDE_SECURE)
     assert "talos-fleet:secrets" in secret  # the engine marks the whole key secret...
@@ -274,8 +275,9 @@ def test_arbitrary_bytes_end_in_a_fleet_or_a_spec_error(data: bytes) -> None:
 
 def _go_json(value: Any) -> Any:
     """A value as Pulumi's engine writes it for the program: Go's encoding/json writes an
-    integral float below 1e21 without a fraction (sdk/go/common/resource/config/plaintext.go,
-    marshalText), which Python then reads as an int."""
+    integral float below 1e21 without a fraction (pulumi/pulumi
+    v3.259.0:sdk/go/common/resource/config/plaintext.go, marshalText), which Python then reads
+    as an int."""
     if isinstance(value, dict):
         return {k: _go_json(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -288,7 +290,8 @@ def _go_json(value: Any) -> Any:
 def _engine_view(config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """What the engine hands the program for this `config:`: bare keys in the project's
     namespace, secure values decrypted (the key becomes secret), objects as sorted JSON,
-    scalars as text (sdk/go/common/resource/config/object.go, MarshalString)."""
+    scalars as text (pulumi/pulumi v3.259.0:sdk/go/common/resource/config/object.go,
+    MarshalString)."""
     values: dict[str, str] = {}
     secret: list[str] = []
     for key, value in config.items():
@@ -354,7 +357,7 @@ def test_both_entry_points_give_the_same_answer(tmp_path_factory: pytest.TempPat
         max_size=4,
     )
 )
-def test_arbitrary_trees_end_in_a_fleet_or_a_spec_error_on_bothtree_paths(
+def test_arbitrary_trees_end_in_a_fleet_or_a_spec_error_on_both_paths(
     tmp_path_factory: pytest.TempPathFactory, config: dict[str, Any]
 ) -> None:
     directory = tmp_path_factory.mktemp("trees")
@@ -465,7 +468,7 @@ def test_patches_are_bounded_by_what_they_render_to(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("digits", [30, 300, 400, 5000])
-def test_a_long_number_gets_the_same_answer_on_bothtree_paths(tmp_path: Path, digits: int) -> None:
+def test_a_long_number_gets_the_same_answer_on_both_paths(tmp_path: Path, digits: int) -> None:
     """yaml.v3 reads a number past 64 bits as a float, or keeps its text when no float holds it
     (go-yaml/yaml v3.0.1:resolve.go); the engine hands over that float or that text."""
     text = "4" * digits

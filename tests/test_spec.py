@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from talos_fleet.loader import (
-    Problem,
     SpecError,
     load_pulumi_config,
     load_stack_file,
@@ -25,7 +23,7 @@ from talos_fleet.loader import (
 )
 from talos_fleet.schema import stack_file_schema
 from tests.conftest import BAD_FIXTURES, ROOT, STACK_FILES, VALID_STACKS, stack_id
-from tests.harness import engine_config_of, fixture_header, tree_paths
+from tests.harness import engine_config_of, fixture_header, spec_problems, tree_paths
 
 SCHEMA_FILE = ROOT / "schema" / "talos-fleet.schema.json"
 
@@ -145,15 +143,6 @@ JSON = st.recursive(
 BASE_TREE = tree_from_stack_file(ROOT / "tests" / "fixtures" / "good" / "vip-metal.yaml")
 
 
-def _problems(load: Callable[[], object]) -> list[Problem]:
-    """The problems `load` reports; any exception other than SpecError fails the test."""
-    try:
-        load()
-    except SpecError as error:
-        return error.problems or [Problem("(none)", "")]  # an error with no problem would fail the caller
-    return []
-
-
 def _replace(tree: Any, path: tuple[Any, ...], new: Any) -> Any:
     if not path:
         return new
@@ -164,7 +153,7 @@ def _replace(tree: Any, path: tuple[Any, ...], new: Any) -> Any:
 
 @given(st.dictionaries(st.sampled_from(["defaults", "sources", "secrets", "clusters", "x"]), JSON, max_size=5))
 def test_arbitrary_trees_fail_only_with_spec_error(tree: dict[str, Any]) -> None:
-    for problem in _problems(lambda: validate_tree(tree)):
+    for problem in spec_problems(lambda: validate_tree(tree)):
         assert problem.path.startswith("talos-fleet")
         assert problem.message
 
@@ -174,7 +163,7 @@ def test_mutated_valid_trees_fail_only_with_spec_error(data: st.DataObject) -> N
     paths = tree_paths(BASE_TREE)[1:]
     path = data.draw(st.sampled_from(paths))
     mutated = _replace(BASE_TREE, path, data.draw(JSON))
-    for problem in _problems(lambda: validate_tree(mutated)):
+    for problem in spec_problems(lambda: validate_tree(mutated)):
         assert problem.path.startswith("talos-fleet")
 
 
@@ -189,5 +178,5 @@ def test_mutated_valid_trees_fail_only_with_spec_error(data: st.DataObject) -> N
     st.lists(st.sampled_from(["talos-fleet:secrets", "talos-fleet:clusters"])),
 )
 def test_arbitrary_engine_config_fails_only_with_spec_error(config: dict[str, str], secret: list[str]) -> None:
-    for problem in _problems(lambda: load_pulumi_config(config, secret)):
+    for problem in spec_problems(lambda: load_pulumi_config(config, secret)):
         assert problem.message
