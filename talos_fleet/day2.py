@@ -274,7 +274,7 @@ def server_version(output: str, node: str) -> versions.Version:
     for line in output.split("Server:", 1)[1].splitlines():
         name, _, value = line.strip().partition(":")
         if name == "Tag":
-            return _version(value.strip(), f"{node}")
+            return _version(value.strip(), node)
     raise StepError(f"could not read {node}'s Talos version from talosctl version")
 
 

@@ -3,7 +3,7 @@
     python3 -m talos_fleet.dhcp_hosts clear-stale   # before the VM is created (and on update)
     python3 -m talos_fleet.dhcp_hosts release       # after the VM is deleted
 
-Why: terraform-provider-libvirt v0.8.1 adds a host entry (MAC, name, IP) to the network for each
+Why: dmacvicar/terraform-provider-libvirt v0.8.1 adds a host entry (MAC, name, IP) to the network for each
 NIC with `addresses` (libvirt/domain.go setNetworkInterfaces -> libvirt/network_def.go
 updateOrAddHost) and never removes it: resourceLibvirtDomainDelete (libvirt/resource_libvirt_domain.go)
 only destroys and undefines the domain. updateOrAddHost first tries `modify`, then `add-last`, and

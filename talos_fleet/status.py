@@ -495,8 +495,8 @@ def drift(documents: Sequence[Document], running: Sequence[Tree], host: str) -> 
         effective = _without(patch, _overridden(patch, [t for _, t in v1alpha1[i + 1 :]]))
         if not effective:
             continue
-        projected = adopt_references(effective, _project(effective, live_v1alpha1))
         if not contains(effective, adopt_references(effective, live_v1alpha1)):
+            projected = adopt_references(effective, _project(effective, live_v1alpha1))
             out.append(Drift(doc.label, (doc.label,), _diff(effective, projected, doc.label, host)))
 
     merged: dict[tuple[str, str, str], tuple[list[Document], Tree]] = {}
@@ -887,7 +887,7 @@ def _cells(node: NodeStatus) -> list[str]:
         node.role,
         "yes",
         _arrow(node.talos, node.talos_target),
-        _yes(node.schematic_ok) if node.schematic_ok is not None else "?",
+        _yes(node.schematic_ok),
         _arrow(node.kubernetes, node.kubernetes_target),
         _yes(node.ready),
         _yes(node.cordoned),
@@ -897,9 +897,8 @@ def _cells(node: NodeStatus) -> list[str]:
     ]
 
 
-def _headline(status: Status) -> str:
-    nodes, problems = status.nodes, status.problems()
-    what = f"stack {status.stack}: {len(nodes)} node(s) in {len(status.clusters)} cluster(s)"
+def _headline(status: Status, problems: Sequence[str]) -> str:
+    what = f"stack {status.stack}: {len(status.nodes)} node(s) in {len(status.clusters)} cluster(s)"
     verdict = f"{len(problems)} problem(s)" if problems else "all healthy, no drift, certificates valid"
     return f"{what}, {verdict}"
 
@@ -913,7 +912,8 @@ def _cert_line(cluster: str, cert: certs.Expiry) -> str:
 def table(status: Status) -> str:
     rows = [list(COLUMNS), *(_cells(n) for n in status.nodes)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    lines = [_headline(status), ""]
+    problems = status.problems()
+    lines = [_headline(status, problems), ""]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     drifted = [n for n in status.nodes if n.drift]
     if drifted:
@@ -924,7 +924,6 @@ def table(status: Status) -> str:
             lines += ["", f"To apply the stack's configuration to {node.name} again: {_reapply(status, node)}"]
     lines += ["", "Certificates:"]
     lines += [_cert_line(c.name, cert) for c in status.clusters for cert in c.certificates]
-    problems = status.problems()
     if problems:
         lines += ["", "Problems:"] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
@@ -947,7 +946,8 @@ def markdown(status: Status) -> str:
     """The scheduled issue's body: marker line first; diffs are left out past the comment limit."""
     problems = status.problems()
     out = [marker(status.stack), f"## talos-fleet status: `{status.stack}`", ""]
-    out += [("**" + _headline(status) + "**") if problems else _headline(status), ""]
+    headline = _headline(status, problems)
+    out += [f"**{headline}**" if problems else headline, ""]
     if problems:
         out += ["> [!WARNING]", "> Needs attention:"] + [f"> - {_md_cell(p)}" for p in problems] + [""]
     out += ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
@@ -1001,7 +1001,7 @@ def to_json(status: Status) -> str:
             else [{"document": d.document, "sources": list(d.sources), "diff": d.diff} for d in n.drift],
             "notes": n.notes,
             "problems": n.problems(),
-            "reapply": reapply_command(status.stack, n.cluster, n.hostname) if n.drift else None,
+            "reapply": _reapply(status, n) if n.drift else None,
         }
 
     def cert(c: certs.Expiry) -> dict[str, Any]:
@@ -1013,11 +1013,12 @@ def to_json(status: Status) -> str:
             "renew": c.renew,
         }
 
+    problems = status.problems()
     document = {
         "format": JSON_FORMAT,
         "stack": status.stack,
-        "ok": not status.problems(),
-        "problems": status.problems(),
+        "ok": not problems,
+        "problems": problems,
         "clusters": [
             {
                 "name": c.name,

@@ -52,6 +52,16 @@ class Result:
         return any(needle in a for a in self.argv())
 
 
+def fake_bin(directory: Path, tools: tuple[str, ...] = ("talosctl", "kubectl")) -> Path:
+    """`directory` holding a wrapper per tool that runs the fake."""
+    directory.mkdir(exist_ok=True)
+    for tool in tools:
+        wrapper = directory / tool
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_TOOL}" {tool} "$@"\n')
+        wrapper.chmod(0o755)
+    return directory
+
+
 @pytest.fixture
 def step(tmp_path: Path) -> Callable[..., Result]:
     """Run a step like pulumi-command does, with the fake `tools` alone on PATH."""
@@ -63,12 +73,7 @@ def step(tmp_path: Path) -> Callable[..., Result]:
         tools: tuple[str, ...] = ("talosctl", "kubectl"),
         stdin: str = "",
     ) -> Result:
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        for tool in tools:
-            wrapper = bin_dir / tool
-            wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_TOOL}" {tool} "$@"\n')
-            wrapper.chmod(0o755)
+        bin_dir = fake_bin(tmp_path / "bin", tools)
         state_file, log_file = tmp_path / "state.json", tmp_path / "calls.jsonl"
         state_file.write_text(json.dumps(state or {"nodes": {}}))
         log_file.write_text("")

@@ -32,9 +32,9 @@ from talos_fleet.snapshot import NodeView, snapshot
 from tests import certificates
 from tests.conftest import STACK_FILES, VALID_STACKS, stack_id
 from tests.harness import ROOT, engine_urn, run_stack_file
+from tests.test_day2 import fake_bin
 from tests.test_make import Clone, make_clone
 
-FAKE_TOOL = ROOT / "tests" / "fakes" / "tool.py"
 HOMELAB = ROOT / "stacks" / "Pulumi.homelab.yaml"
 EDGE = ROOT / "stacks" / "Pulumi.edge.yaml"
 VIP_METAL = ROOT / "tests" / "fixtures" / "good" / "vip-metal.yaml"
@@ -269,15 +269,6 @@ class Run:
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         return {n["hostname"]: n for c in self.json()["clusters"] for n in c["nodes"]}
-
-
-def fake_bin(directory: Path, tools: tuple[str, ...] = ("talosctl", "kubectl")) -> Path:
-    directory.mkdir(exist_ok=True)
-    for tool in tools:
-        wrapper = directory / tool
-        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_TOOL}" {tool} "$@"\n')
-        wrapper.chmod(0o755)
-    return directory
 
 
 @pytest.fixture

@@ -19,17 +19,19 @@ import sys
 from collections import Counter
 from typing import Any
 
+from talos_fleet.desired import KINDS as TYPES
+
 # What the operator recognises, by Pulumi type token; everything else is counted as "other".
 KINDS = {
-    "libvirt:index/domain:Domain": "VM",
-    "libvirt:index/volume:Volume": "VM disk or boot ISO",
-    "libvirt:index/network:Network": "libvirt network",
-    "matchbox:index/group:Group": "matchbox group (PXE entry)",
-    "matchbox:index/profile:Profile": "matchbox profile",
-    "talos:machine/configurationApply:ConfigurationApply": "node config apply",
-    "command:local:Command": "day-2 step (node removals drain and reset the machine first)",
+    TYPES["Domain"]: "VM",
+    TYPES["Volume"]: "VM disk or boot ISO",
+    TYPES["Network"]: "libvirt network",
+    TYPES["Group"]: "matchbox group (PXE entry)",
+    TYPES["Profile"]: "matchbox profile",
+    TYPES["ConfigurationApply"]: "node config apply",
+    TYPES["Command"]: "day-2 step (node removals drain and reset the machine first)",
 }
-SECRETS = "talos:machine/secrets:Secrets"
+SECRETS = TYPES["Secrets"]
 NOTHING = 3
 
 
@@ -55,7 +57,7 @@ def summary(stack: str, found: list[dict[str, Any]]) -> list[str]:
     counts = Counter(KINDS.get(r["type"], "other resources (components, images, credentials)") for r in found)
     lines = [f"make destroy STACK={stack} deletes all {len(found)} resources of the stack:"]
     lines += [f"  {count:>4}  {kind}" for kind, count in counts.most_common()]
-    machines = sorted(name_of(r["urn"]) for r in found if r["type"] == "libvirt:index/domain:Domain")
+    machines = sorted(name_of(r["urn"]) for r in found if r["type"] == TYPES["Domain"])
     if machines:
         lines.append(f"  VMs: {', '.join(machines)}")
     protected = [r for r in found if r.get("protect")]

@@ -79,8 +79,9 @@ def _run(argv: list[str], entry: dict[str, Any]) -> int:
     command = " ".join(words[:2] if words[0] in ("stack", "state", "config") else words[:1])
     stack = _flag(argv, "--stack")
     if command == "stack select":
-        # stack_select.go: an existing stack is selected silently; --create initialises a missing
-        # one (io.go announces "Created stack '<name>'"); otherwise "no stack named '<name>' found".
+        # pkg/cmd/pulumi/stack/stack_select.go: an existing stack is selected silently; --create
+        # initialises a missing one (pkg/cmd/pulumi/stack/io.go announces "Created stack '<name>'");
+        # otherwise "no stack named '<name>' found" (pkg/backend/backenderr/backenderr.go).
         (name,) = _positional(argv, 2) or [stack or ""]
         if _load_state(name) is None:
             if "--create" not in argv and "-c" not in argv:
@@ -95,13 +96,13 @@ def _run(argv: list[str], entry: dict[str, Any]) -> int:
         return _fail(f"no stack named '{stack}' found", 6)
     resources: list[dict[str, Any]] = state["deployment"].get("resources") or []
     if command == "stack export":
-        # stack_export.go encodes apitype.UntypedDeployment as JSON on stdout.
+        # pkg/cmd/pulumi/stack/stack_export.go encodes apitype.UntypedDeployment as JSON on stdout.
         print(json.dumps(state, indent=4))
         return 0
     if command == "state unprotect":
         if "--all" not in argv:
             return _fail("the make targets only ever unprotect --all")
-        # state_unprotect.go unprotectAllResources: clears protect on every resource not pending
+        # pkg/cmd/pulumi/state/state_unprotect.go unprotectAllResources: clears protect on every resource not pending
         # deletion; a stack without a snapshot is "no resources found to unprotect".
         if not resources:
             return _fail("no resources found to unprotect")
@@ -113,17 +114,24 @@ def _run(argv: list[str], entry: dict[str, Any]) -> int:
         return 0
     if command == "destroy":
         if "--yes" not in argv and "-y" not in argv:
-            # destroy.go: without --yes and without a terminal, NoConfirmationInNonInteractiveError.
-            return _fail("--yes or --skip-preview must be passed in to proceed when running in non-interactive mode", 2)
+            # pkg/cmd/pulumi/operations/destroy.go: without --yes and without a terminal,
+            # NoConfirmationInNonInteractiveError (pkg/backend/backenderr/backenderr.go), a
+            # configuration error (exit_codes.go ExitConfigurationError).
+            return _fail(
+                "--yes or --skip-preview or --preview-only must be passed in to proceed when running in "
+                "non-interactive mode",
+                2,
+            )
         protected = [r["urn"] for r in resources if r.get("protect")]
         if protected:
-            # step.go deleteProtectedError: the engine refuses each protected resource.
+            # pkg/resource/deploy/step.go deleteProtectedError: the engine refuses each protected
+            # resource, the URN quoted as Go's %q does.
             for urn in protected:
-                print(f"error: resource {urn!r} cannot be deleted because it is protected.", file=sys.stderr)
+                print(f"error: resource {json.dumps(urn)} cannot be deleted\nbecause it is protected.", file=sys.stderr)
             return 1
         state["deployment"].pop("resources", None)
         _state_file(stack).write_text(json.dumps(state))
-        # destroy.go, after a destroy without --remove:
+        # pkg/cmd/pulumi/operations/destroy.go, after a destroy without --remove:
         print(
             "The resources in the stack have been deleted, but the history and configuration associated "
             f"with the stack are still maintained. \nIf you want to remove the stack completely, run "
@@ -140,11 +148,12 @@ def _run(argv: list[str], entry: dict[str, Any]) -> int:
 
 
 def _stack_output(argv: list[str], resources: list[dict[str, Any]]) -> int:
-    """stack_output.go: the root Stack resource's outputs, all of them or the one named, as JSON
-    (--json: ui.FprintJSON, 2-space indent); a secret shows as "[secret]" unless --show-secrets
-    (display/json.go MassageSecrets). The fake's state holds secrets the way `stack export
-    --show-secrets` writes them: {<sig.Key>: <sig.Secret>, "plaintext": <JSON text>}
-    (sdk/go/common/resource/sig/sig.go; pkg/resource/stack/deployment.go)."""
+    """pkg/cmd/pulumi/stack/stack_output.go: the root Stack resource's outputs, all of them or the
+    one named, as JSON (--json: pkg/cmd/pulumi/ui/json.go FprintJSON, 2-space indent); a secret
+    shows as "[secret]" unless --show-secrets (pkg/backend/display/json.go MassageSecrets). The
+    fake's state holds secrets the way `stack export --show-secrets` writes them: {<sig.Key>:
+    <sig.Secret>, "plaintext": <JSON text>} (sdk/go/common/resource/sig/sig.go;
+    pkg/resource/stack/deployment.go)."""
     if "--json" not in argv:
         return _fail("the make targets read outputs with --json")
     root = next((r for r in resources if r.get("type") == "pulumi:pulumi:Stack"), {})
@@ -170,7 +179,7 @@ def _config_set(argv: list[str], stack: str, entry: dict[str, Any]) -> int:
     entry["value_in_argv"] = bool(value)
     if sys.stdin.isatty():
         return _fail("the fake pulumi cannot prompt; pipe the value in")
-    # config.go configSetCmd.Run: without a value argument, a non-terminal stdin is read whole
+    # pkg/cmd/pulumi/config/config.go configSetCmd.Run: without a value argument, a non-terminal stdin is read whole
     # and one trailing newline is removed (unless --raw).
     text = sys.stdin.read()
     entry["stdin"] = text

@@ -218,6 +218,7 @@ def _check_talosconfig(state: dict[str, Any]) -> str:
     if minted is None or minted["ca"] != hashlib.sha256(decoded["ca"].encode()).hexdigest():
         raise RefusedError("rpc error: code = Unavailable desc = connection error: tls: bad certificate")
     if "os:admin" not in minted["roles"]:
+        # TALOS pkg/grpc/middleware/authz/authorizer.go ErrNotAuthorized.
         raise RefusedError("rpc error: code = PermissionDenied desc = not authorized")
     return str(minted["ca"])
 
@@ -444,10 +445,13 @@ def _kubectl(verb: str, args: list[str], state: dict[str, Any]) -> str:
         with open(kubeconfig) as handle:
             contents = handle.read()
     if state.get("kubernetes_down") or "FAKE-kubeconfig" not in contents:
+        # KUBECTL pkg/cmd/util/helpers.go StandardErrorMessage (connection refused).
         raise RefusedError(
             "The connection to the server localhost:8080 was refused - did you specify the right host or port?"
         )
     words = [a for a in args if not a.startswith("-")]
+    # NotFound below: "Error from server (<Reason>): <message>" (KUBECTL pkg/cmd/util/helpers.go
+    # StandardErrorMessage).
     if verb == "get":
         return _nodes_json(args, state)
     host = words[-1]

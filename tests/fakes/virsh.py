@@ -191,7 +191,7 @@ class FakeVirsh:
         )
 
     def provider_reserves(self, network: str, host: Host, *, modify_matches_ip: bool) -> str | None:
-        """What libvirt answers when terraform-provider-libvirt v0.8.1 reserves a new VM's address
+        """What libvirt answers when dmacvicar/terraform-provider-libvirt v0.8.1 reserves a new VM's address
         (libvirt/network_def.go updateOrAddHost, live and config at once): None if done, else
         libvirt's refusal. It first asks for a `modify`, which rewrites the first entry with the
         same MAC or name (older libvirt) or MAC, IP or name (libvirt master); if that finds none
