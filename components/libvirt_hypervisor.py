@@ -21,9 +21,10 @@ ForceNew: a change to any of these Domain inputs destroys and recreates the VM (
 separate resources and stay), per the schema in dmacvicar/terraform-provider-libvirt
 v0.8.1:libvirt/resource_libvirt_domain.go: `name`, `description`, `vcpu`, `memory`, `firmware`,
 `nvram` (`file`, `template`), `type` (left at its default), `disk` (the whole list), `cpu`,
-`console` (`type`, `target_port`, `target_type`) and `xml.xslt` (FORCE_NEW_DOMAIN_INPUTS, by
-their wire names). Each is derived only from the node's own stable facts (cluster, hostname,
-role, size, data disks) and its hypervisor's fixed settings (pool, firmware, NVRAM template):
+`console` (`type`, `target_port`, `target_type`) and `xml.xslt` (by their wire names, with the
+schema's other ForceNew fields, in talos_fleet.providers.RULES["Domain"]). Each is derived only
+from the node's own stable facts (cluster, hostname, role, size, data disks) and its
+hypervisor's fixed settings (pool, firmware, NVRAM template):
 adding or removing another node, a Talos or Kubernetes version, a schematic or a patch never
 reaches them, and no text a code change might casually edit does (`domain_description` is
 frozen). The boot ISO in `disk` is ignored after creation. `network_interface`, `autostart`,
@@ -49,28 +50,12 @@ from talos_fleet import desired, naming
 from talos_fleet.desired import GIB, domain_description, domain_xslt
 
 __all__ = [
-    "FORCE_NEW_DOMAIN_INPUTS",
     "GIB",
     "LibvirtHypervisor",
     "LibvirtHypervisorArgs",
     "domain_description",
     "domain_xslt",
 ]
-
-# The Domain inputs whose change replaces the VM (module docstring), as sent on the wire.
-FORCE_NEW_DOMAIN_INPUTS = (
-    "name",
-    "description",
-    "vcpu",
-    "memory",
-    "firmware",
-    "nvram",
-    "type",
-    "disks",
-    "cpu",
-    "consoles",
-    "xml",
-)
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,8 @@ CLASHES: dict[str, tuple[tuple[str, ...], str]] = {
     # NetworkDefineXML refuses a second network of the same name
     # (dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_network.go).
     "Network": (("name",), "fails: libvirt already has a network of that name until {old} is deleted"),
-    # DomainDefineXML likewise (resource_libvirt_domain.go).
+    # DomainDefineXML likewise
+    # (dmacvicar/terraform-provider-libvirt v0.8.1:libvirt/resource_libvirt_domain.go create).
     "Domain": (("name",), "fails: libvirt already has a domain of that name until {old} is deleted"),
     # Create upserts by name and delete deletes by name (poseidon/terraform-provider-matchbox
     # v0.5.4: matchbox/resource_group.go, resource_profile.go).

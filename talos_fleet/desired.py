@@ -564,7 +564,9 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
     )
     out = [component, secrets]
     addresses = {n.hostname: _address(fleet, cname, n.hostname, n.ip) for n in plan.nodes}
-    out += _operations(fleet, plan, component.key, addresses)
+    # Once per architecture, not per node: the media key renders the schematic.
+    installers = {arch: installer(fleet, cname, arch) for arch in plan.architectures}
+    out += _operations(plan, component.key, addresses, installers)
     client = secret_output("Secrets", secrets.name, "clientConfiguration")
     for role in ROLES:
         out.append(
@@ -603,9 +605,7 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
                     "machineConfigurationInput": secret_output(
                         "getConfiguration", naming.role_config_label(cname, node.role), "machineConfiguration"
                     ),
-                    "configPatches": patches.node_config_patches(
-                        fleet, cname, host, installer(fleet, cname, node.architecture)
-                    ),
+                    "configPatches": patches.node_config_patches(fleet, cname, host, installers[node.architecture]),
                 },
                 # No on_destroy reset: removing a node is the lifecycle command's delete (drain,
                 # graceful reset, delete the Node), which runs before its machine is deleted.
@@ -676,7 +676,9 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
     return out
 
 
-def _operations(fleet: Fleet, plan: ClusterPlan, parent: str, addresses: dict[str, str]) -> list[Resource]:
+def _operations(
+    plan: ClusterPlan, parent: str, addresses: dict[str, str], installers: dict[str, str]
+) -> list[Resource]:
     cname = plan.name
     component = Resource(
         kind="ClusterOperations", name=naming.operations_component(cname), parent=parent, cluster=cname
@@ -719,7 +721,7 @@ def _operations(fleet: Fleet, plan: ClusterPlan, parent: str, addresses: dict[st
                         **node_environment(plan, node),
                         # Data edges: the gate has passed, and the node's machine exists.
                         "TALOS_FLEET_TALOS_VERSION": via("Command", gate.name, plan.talos_version),
-                        "TALOS_FLEET_INSTALLER": installer(fleet, cname, node.architecture),
+                        "TALOS_FLEET_INSTALLER": installers[node.architecture],
                         "TALOS_FLEET_NODE": addresses[host],
                         "TALOS_FLEET_CONTROL_PLANE": control_plane,
                     },

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
-from talos_fleet.review import ACTION_LABELS, ClusterReview, NodeChange, Review, Step
+from talos_fleet.review import ACTION_LABELS, ActionKind, ClusterReview, NodeChange, Review, Step
 from talos_fleet.snapshot import ClusterView, NodeView, Snapshot
 
 # GitHub rejects comments over 65,536 characters; leave room for the marker and the note.
@@ -177,7 +177,7 @@ def _mermaid_id(*parts: str) -> str:
 
 
 # The colour of a node in the topology: its most consequential action.
-COLOURS: dict[str, str] = {
+COLOURS: dict[ActionKind, str] = {
     "data-loss": "fill:#ffb3b3",
     "vm-change": "fill:#ffd9b3",
     "network-change": "fill:#ffd9b3",
@@ -193,7 +193,7 @@ COLOURS: dict[str, str] = {
 }
 
 
-def _colour(kinds: Iterable[str]) -> str | None:
+def _colour(kinds: Iterable[str]) -> ActionKind | None:
     present = set(kinds)
     return next((k for k in COLOURS if k in present), None)
 
@@ -210,7 +210,7 @@ def topology(head: Snapshot, review: Review | None = None, per_node: bool = True
         *(s for s in (base.sources if base else ()) if s.name not in {h.name for h in head.sources}),
     ]
     clusters = [*head.clusters, *(c for c in (base.clusters if base else ()) if head.cluster(c.name) is None)]
-    used: set[str] = set()
+    used: set[ActionKind] = set()
     lines = ["flowchart LR"]
     for source in sources:
         sid = _mermaid_id("src", source.name)
@@ -239,7 +239,7 @@ def topology(head: Snapshot, review: Review | None = None, per_node: bool = True
     if used:
         lines.append('  subgraph legend["legend"]')
         for kind in (k for k in COLOURS if k in used):
-            label = ACTION_LABELS[kind]  # type: ignore[index]
+            label = ACTION_LABELS[kind]
             lines.append(f'    legend_{kind.replace("-", "_")}["{label}"]:::{kind.replace("-", "_")}')
         lines.append("  end")
     lines += ["  classDef controlplane stroke-width:3px", "  classDef worker stroke-width:1px"]

@@ -608,8 +608,9 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
     ref = f"{cluster}/{node.hostname}"
     kinds = set(node.kinds)
     actions = [a for a in node.actions if a.kind != "unchanged"]
+    domains = [r for r in mine if r.kind == "Domain" and r.change != "update"]
     # A VM whose domain the engine keeps (its source renamed, same host) is not replaced.
-    if not kinds & {"new-node", "removed-node"} and not any(r.kind == "Domain" and r.change != "update" for r in mine):
+    if not kinds & {"new-node", "removed-node"} and not domains:
         actions = [a for a in actions if not a.replaces_vm]
     if not mine:
         return node.model_copy(update={"actions": tuple(actions or [Action(kind="unchanged")])})
@@ -627,10 +628,6 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
     def add(kind: ActionKind, detail: str, **flags: bool) -> None:
         actions.append(Action(kind=kind, detail=detail, **flags))
 
-    by_kind: dict[str, list[ResourceChange]] = {}
-    for r in mine:
-        by_kind.setdefault(r.kind, []).append(r)
-    domains = [r for r in by_kind.get("Domain", []) if r.change in ("replace", "delete", "create")]
     if domains and not any(a.replaces_vm for a in actions):
         fields = sorted({f.split("[")[0].split(".")[0] for r in domains for f in r.fields}) or [domains[0].change]
         add(
@@ -680,7 +677,11 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
             f"{moved[0].source}'s provider: Pulumi replaces nothing for another provider configuration, "
             "so nothing is created there and the existing ones are looked for on the new host",
         )
-    steps = [r for r in by_kind.get("Command", []) if r.change == "update" and _node_step(r, kinds, actions)]
+    steps = [
+        r
+        for r in mine
+        if r.kind == "Command" and r.change == "update" and _node_step(r, cluster, node.hostname, kinds, actions)
+    ]
     if steps and "talos-upgrade" not in kinds:
         fields = sorted({f.removeprefix("environment.") for r in steps for f in r.fields})
         add(
@@ -688,7 +689,7 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
             f"{', '.join(r.name for r in steps)} ({', '.join(fields)}): pulumi-command runs the step's "
             "update again; a node already at its target is only checked",
         )
-    applies = [r for r in by_kind.get("ConfigurationApply", []) if r.change == "update"]
+    applies = [r for r in mine if r.kind == "ConfigurationApply" and r.change == "update"]
     # With an upgrade, the apply carries the new installer image, which Talos only records.
     if applies and not kinds & {"config-live", "talos-upgrade", "kubernetes-upgrade"}:
         add("config-live", f"the config apply's inputs change ({', '.join(applies[0].fields)})")
@@ -702,13 +703,15 @@ def _described(changes: list[ResourceChange]) -> tuple[str, ...]:
     return tuple(r.describe() for r in changes if r.kind not in DATA)
 
 
-def _node_step(step: ResourceChange, kinds: set[ActionKind], actions: list[Action]) -> bool:
+def _node_step(
+    step: ResourceChange, cluster: str, hostname: str, kinds: set[ActionKind], actions: list[Action]
+) -> bool:
     """Whether a command's update is worth its own action on the node: not the cluster's gate or
     Kubernetes step when the versions say so already, not the DHCP-entry step of a VM that is
     replaced anyway."""
-    if step.name.endswith("-version-gate") or step.name.endswith("-kubernetes-upgrade"):
+    if step.name in (naming.version_gate(cluster), naming.kubernetes_upgrade(cluster)):
         return not kinds & {"kubernetes-upgrade", "talos-upgrade"}
-    if step.name.endswith("-dhcp"):
+    if step.name == naming.vm_dhcp_entry(cluster, hostname):
         return not any(a.replaces_vm for a in actions)
     return True
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from talos_fleet import patches, spec
+from talos_fleet import patches
 from talos_fleet.desired import Resource, desired_state
 from talos_fleet.plan import plan_cluster
 from talos_fleet.spec import Cluster, Fleet, LibvirtSource, MetalSource, Role
@@ -127,10 +127,15 @@ def _derived(layer: Layer, docs: list[patches.Document]) -> list[Document]:
     return [Document(layer=layer, origin="talos-fleet", name=_name(d), yaml=patches.to_yaml([d])) for d in docs]
 
 
-def _user(layer: Layer, path: str, docs: tuple[patches.Document, ...]) -> list[Document]:
-    """A stack file's patches, `{secret: <name>}` shown as `<secret:name>`."""
+def _user(layer: Layer, path: str, docs: tuple[patches.Document, ...], stand_ins: dict[str, str]) -> list[Document]:
+    """A stack file's patches, `{secret: <name>}` shown as `<secret:name>` (patches.secret_stand_ins)."""
     return [
-        Document(layer=layer, origin=f"{path}[{i}]", name=_name(d), yaml=patches.to_yaml([_stand_ins(d)]))
+        Document(
+            layer=layer,
+            origin=f"{path}[{i}]",
+            name=_name(d),
+            yaml=patches.to_yaml([patches.resolve_references(d, stand_ins)]),
+        )
         for i, d in enumerate(docs)
     ]
 
@@ -155,12 +160,6 @@ def _node_patches(path: str, docs: tuple[patches.Document, ...]) -> list[Documen
     return out
 
 
-def _stand_ins(doc: patches.Document) -> patches.Document:
-    names = spec.patch_secret_references(doc)
-    resolved: patches.Document = patches.resolve_references(doc, {n: f"<secret:{n}>" for n in names})
-    return resolved
-
-
 def _generated(fleet: Fleet, cname: str, role: Role) -> Document:
     """The config generation's own inputs, as a document: a change to any of them changes the
     whole generated config of the role (the Kubernetes version is not here: upgrade-k8s moves it)."""
@@ -179,13 +178,14 @@ def role_documents(fleet: Fleet, cname: str, role: Role) -> list[Document]:
     replaced by their names: the plan never holds a secret."""
     cluster = fleet.clusters[cname]
     base = f"clusters.{cname}"
+    stand_ins = patches.secret_stand_ins(fleet)
     return [
         _generated(fleet, cname, role),
-        *_derived("cluster", patches.cluster_documents(cluster, patches.secret_stand_ins(fleet))),
-        *_user("cluster", f"{base}.patches", cluster.patches),
+        *_derived("cluster", patches.cluster_documents(cluster, stand_ins)),
+        *_user("cluster", f"{base}.patches", cluster.patches, stand_ins),
         *_derived("role", patches.role_documents(cluster, role)),
-        *_user("role", f"defaults.roles.{role}.patches", fleet.defaults.roles.of(role).patches),
-        *_user("role", f"{base}.roles.{role}.patches", cluster.roles.of(role).patches),
+        *_user("role", f"defaults.roles.{role}.patches", fleet.defaults.roles.of(role).patches, stand_ins),
+        *_user("role", f"{base}.roles.{role}.patches", cluster.roles.of(role).patches, stand_ins),
     ]
 
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from lxml import etree
 
-from components.libvirt_hypervisor import FORCE_NEW_DOMAIN_INPUTS, GIB, domain_xslt
-from talos_fleet import dhcp_hosts, patches
+from components.libvirt_hypervisor import GIB, domain_xslt
+from talos_fleet import dhcp_hosts, patches, providers
 from talos_fleet.loader import load_stack_file
 from talos_fleet.spec import LibvirtSource, MetalSource
 from tests.conftest import VALID_STACKS, stack_id
@@ -246,7 +246,9 @@ def _patch_every_cluster(document: dict[str, Any]) -> None:
 
 def _force_new(reg: Registration) -> dict[str, Any]:
     inputs = diffed_inputs(reg)
-    return {key: inputs.get(key) for key in FORCE_NEW_DOMAIN_INPUTS}
+    force_new = providers.RULES["Domain"].replace
+    assert force_new is not None
+    return {key: inputs.get(key) for key in force_new}
 
 
 @pytest.mark.parametrize(
