@@ -115,7 +115,7 @@ plans: venv ## every stack's plan vs BASE into OUT/<stack>.md and .json (the pul
 stacks: ## the stack names, as a JSON list
 	@ls stacks | sed -nE 's/^Pulumi\.(.+)\.yaml$$/"\1"/p' | paste -sd, | sed 's/.*/[&]/'
 
-preflight: need-stack venv ## host checks for STACK's hypervisors (KVM, OVMF, storage pool)
+preflight: need-stack venv ## host checks for STACK's hypervisors (KVM, OVMF, xsltproc, virsh, libvirt daemon, storage pool)
 	@$(BIN)/python -m tools.preflight stacks/Pulumi.$(STACK).yaml
 
 # Offline checks first (the stack file, then the host), then the tools: each problem is reported
