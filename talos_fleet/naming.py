@@ -55,6 +55,16 @@ def node_lifecycle(cluster: str, hostname: str) -> str:
     return f"{cluster}-{hostname}-lifecycle"
 
 
+def upgrade_rollout(cluster: str) -> str:
+    """The cluster's Talos upgrade rollout: walks the upgrade waves itself (talos_fleet.day2)."""
+    return f"{cluster}-upgrade-rollout"
+
+
+def config_rollout(cluster: str) -> str:
+    """The cluster's config rollout: canary, then the waves, health-gated (talos_fleet.day2)."""
+    return f"{cluster}-config-rollout"
+
+
 def kubernetes_upgrade(cluster: str) -> str:
     return f"{cluster}-kubernetes-upgrade"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from talos_fleet import naming, patches
+from talos_fleet import naming, patches, waves
 from talos_fleet.spec import Fleet, LibvirtSource, ManagedNetwork, Matchbox, MetalSource, Node, Role, UpgradePolicy
 
 
@@ -50,14 +50,10 @@ class ClusterPlan:
 
     @property
     def upgrade_waves(self) -> tuple[tuple[str, ...], ...]:
-        """The order `pulumi up` rolls a version change over existing nodes: each control plane
-        alone (etcd keeps quorum), in hostname order, then the workers in batches of
-        `upgrade.workerBatchSize`. A wave starts when the previous one is done and healthy.
-        Removals run the same order backwards (`pulumi up` deletes dependents first)."""
-        workers = [n.hostname for n in self.workers]
-        size = self.upgrade.worker_batch_size
-        batches = [tuple(workers[i : i + size]) for i in range(0, len(workers), size)]
-        return (*((n.hostname,) for n in self.control_planes), *batches)
+        """The order `pulumi up` rolls a version or config change over existing nodes
+        (talos_fleet.waves, the function the day-2 rollout steps walk with): each control plane
+        alone, in hostname order, then the workers in batches of `upgrade.workerBatchSize`."""
+        return waves.waves(((n.hostname, n.role) for n in self.nodes), self.upgrade.worker_batch_size)
 
 
 def plan_cluster(fleet: Fleet, name: str) -> ClusterPlan:
