@@ -1,29 +1,48 @@
-"""`make bench`: evaluate the program under Pulumi mocks for generated fleets of 10, 100 and 1,000
-metal nodes, 1,000 over 10 clusters, and a multi-region fleet of 1,000 VMs over 10 libvirt
-hypervisors; print wall and CPU seconds, resources, provider calls, config generations and boot
-ISOs. CPU seconds (this process) stand beside wall time because the machines are shared: a busy
-neighbour stretches wall time, not CPU time.
+"""`make bench`: evaluate the program under Pulumi mocks for generated fleets of 10, 100, 1,000 and
+3,000 metal nodes in one cluster, 1,000 over 10 clusters, and a multi-region fleet of 1,000 VMs
+over 10 libvirt hypervisors; print wall and CPU seconds, resources, provider calls, config
+generations, boot ISOs, and each row's floor.
 
-Targets: time grows linearly with nodes; config generations stay at two per cluster and boot
-ISOs at one per hypervisor. Numbers are
-for a reader to compare across changes, not asserted (a timed test would be flaky on CI).
+The floor (bench/floor.py) registers the same desired state under the same mocks with the same
+types, names, inputs and options but no dependency edge at all: what the program would cost if
+its graph cost nothing. It is measured in the same process right after the program, so the two
+see the same machine. "x floor" is the program's CPU time over the floor's.
+
+CPU seconds (this process) stand beside wall time because the machines are shared: a busy
+neighbour stretches wall time, not CPU time. Every comparison below is in CPU seconds. The
+garbage collector runs at CPython's default setting, as under `pulumi up`; it makes even the
+floor grow a little faster than the node count (docs/design/issue-13-rollouts-research.md D.4),
+which is why the 3,000/1,000 ratio is printed beside the floor's own.
+
+Targets (issue #13): time grows linearly with nodes; a 1,000-node cluster within 2x of its floor;
+3,000 nodes within 3.3x of 1,000 nodes' time; config generations stay at two per cluster and boot
+ISOs at one per hypervisor. Numbers are for a reader to compare across changes, not asserted (a
+timed test would be flaky on CI).
+
+BENCH_MAX_NODES=N leaves out every row of more than N nodes: for development only, while a large
+row takes minutes; the numbers the targets speak of come from a run of every row.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
+from bench.floor import run_floor
 from talos_fleet import report
 from talos_fleet.loader import load_pulumi_config
 from talos_fleet.review import review
 from talos_fleet.snapshot import snapshot
-from tests.harness import run_program
+from tests.harness import Run, run_program
 
-SIZES = (10, 100, 1000)
+SIZES = (10, 100, 1000, 3000)
+"""Single-cluster fleets; the multi-cluster and VM rows have 1,000 nodes."""
+MAX_NODES_VARIABLE = "BENCH_MAX_NODES"
 
 
 def fleet_config(nodes: int, clusters: int, vms: bool = False) -> dict[str, str]:
@@ -71,14 +90,20 @@ def fleet_config(nodes: int, clusters: int, vms: bool = False) -> dict[str, str]
     return {f"talos-fleet:{key}": json.dumps(value) for key, value in tree.items()}
 
 
-def measure(nodes: int, clusters: int, vms: bool = False) -> dict[str, Any]:
-    config = fleet_config(nodes, clusters, vms)
+def timed(evaluate: Callable[[], Run]) -> tuple[Run, float, float]:
+    """What `evaluate` recorded, its wall and CPU seconds. Collected first, so garbage left by
+    an earlier row is not charged to this one."""
     gc.collect()
     start, cpu_start = time.perf_counter(), time.process_time()
-    run = run_program(config)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    run = evaluate()
+    return run, time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def measure(nodes: int, clusters: int, vms: bool = False) -> dict[str, Any]:
+    config = fleet_config(nodes, clusters, vms)
+    run, seconds, cpu = timed(lambda: run_program(config))
     generations = len(run.calls("talos:machine/getConfiguration:getConfiguration"))
-    return {
+    row: dict[str, Any] = {
         "nodes": nodes,
         "clusters": clusters,
         "hypervisors": len(run.of_type("pulumi:providers:libvirt")),
@@ -89,8 +114,14 @@ def measure(nodes: int, clusters: int, vms: bool = False) -> dict[str, Any]:
         "resources": len(run.registrations),
         "calls": len(run.invokes),
         "configs/cluster": generations / clusters,
-        "maxrss MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    # The program's records are garbage before the floor runs: its collections must not walk them.
+    del run
+    _, _, floor_cpu = timed(lambda: run_floor(config))
+    row["floor cpu s"] = floor_cpu
+    row["x floor"] = cpu / floor_cpu
+    row["maxrss MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
 
 
 def measure_plan(nodes: int, clusters: int, vms: bool) -> str:
@@ -108,22 +139,53 @@ def measure_plan(nodes: int, clusters: int, vms: bool) -> str:
     return f"make plan, {where}: {seconds:.2f} s ({cpu:.2f} s CPU), {len(text):,} characters of Markdown"
 
 
+def max_nodes() -> int | None:
+    """BENCH_MAX_NODES, or None (every row) when unset or empty."""
+    value = os.environ.get(MAX_NODES_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise SystemExit(f"make bench: {MAX_NODES_VARIABLE} must be a whole number of nodes, not {value!r}")
+    return int(value)
+
+
+def single(rows: list[dict[str, Any]], nodes: int) -> dict[str, Any] | None:
+    return next((r for r in rows if r["nodes"] == nodes and r["clusters"] == 1), None)
+
+
 def main() -> None:
-    rows = [measure(n, 1) for n in SIZES] + [measure(1000, 10), measure(1000, 10, vms=True)]
-    header = list(rows[0])
-    print("  ".join(f"{h:>15}" for h in header))
-    for row in rows:
-        print("  ".join(f"{row[h]:>15.2f}" if isinstance(row[h], float) else f"{row[h]:>15}" for h in header))
+    limit = max_nodes()
+    plans = [(100, 1, False), (1000, 1, False), (1000, 10, True)]
+    wanted = [(n, 1, False) for n in SIZES] + [(1000, 10, False), (1000, 10, True)]
+    skipped = [w for w in wanted if limit is not None and w[0] > limit]
+    rows = [measure(*w) for w in wanted if w not in skipped]
+    if rows:
+        header = list(rows[0])
+        print("  ".join(f"{h:>15}" for h in header))
+        for row in rows:
+            print("  ".join(f"{row[h]:>15.2f}" if isinstance(row[h], float) else f"{row[h]:>15}" for h in header))
+    if skipped:
+        left_out = ", ".join(f"{n} nodes in {c} cluster(s)" + (" on VMs" if v else "") for n, c, v in skipped)
+        print(f"\n{MAX_NODES_VARIABLE}={limit} left out: {left_out}. Not a run the targets can be read from.")
     # From the middle row: the smallest fleet is dominated by fixed start-up cost.
-    first, last = rows[1], rows[len(SIZES) - 1]
-    growth = (last["cpu seconds"] / first["cpu seconds"]) / (last["nodes"] / first["nodes"])
-    print(
-        f"\nCPU time growth relative to node growth, {first['nodes']} -> {last['nodes']} nodes: {growth:.2f} "
-        "(1.0 = linear)"
-    )
+    first, last, largest = single(rows, 100), single(rows, 1000), single(rows, 3000)
+    print()
+    if first and last:
+        growth = (last["cpu seconds"] / first["cpu seconds"]) / (last["nodes"] / first["nodes"])
+        print(f"CPU time growth relative to node growth, 100 -> 1,000 nodes: {growth:.2f} (1.0 = linear)")
+    if last:
+        print(f"1,000 nodes in one cluster: {last['x floor']:.2f}x its floor in CPU time (target: within 2)")
+    if last and largest:
+        ratio = largest["cpu seconds"] / last["cpu seconds"]
+        floor_ratio = largest["floor cpu s"] / last["floor cpu s"]
+        print(
+            f"CPU time, 3,000 / 1,000 nodes in one cluster: {ratio:.2f} (target: within 3.3); "
+            f"the floor's own: {floor_ratio:.2f} (the garbage collector, at its default, is not linear either)"
+        )
     print("maxrss is the process peak so far (it only grows across rows).")
-    for args in ((100, 1, False), (1000, 1, False), (1000, 10, True)):
-        print(measure_plan(*args))
+    for args in plans:
+        if limit is None or args[0] <= limit:
+            print(measure_plan(*args))
 
 
 if __name__ == "__main__":
