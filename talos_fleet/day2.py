@@ -4,34 +4,43 @@ Each step is one `local.Command` of `components/cluster_operations.py`:
 
     gate                the cluster's version gate: refuses unsupported version changes (on update,
                         against the versions it recorded last time) before any node is touched
-    record-node         a node's first creation: records its target, touches nothing (a new node
-                        installs the target image directly)
-    upgrade-node        a node's update: health check, cordon, drain, `talosctl upgrade --drain=false`,
-                        wait for the node at the target, uncordon, health check; skips a node already
-                        there
+    record-node         a node's lifecycle, created or updated: records the node, touches nothing
+    remove-node         the lifecycle's deletion: drain, graceful reset (leaves etcd), delete the
+                        Node, one node of the cluster at a time; with TALOS_FLEET_DESTROY=1 in the
+                        operator's environment (`make destroy`), only a best-effort reset that
+                        never blocks the teardown
+    record-upgrades     the upgrade rollout's creation: records the targets and the nodes
+    upgrade-rollout     its update: the existing nodes not at the target, wave by wave (each control
+                        plane alone, then worker batches): cordon, drain, `talosctl upgrade
+                        --drain=false`, wait for the target, uncordon, cluster health
     record-kubernetes   the cluster's first creation: records the Kubernetes target
     upgrade-kubernetes  `talosctl upgrade-k8s --to` once per cluster, then a health check
-    remove-node         a node's deletion: drain, graceful reset (leaves etcd), delete the Node; with
-                        TALOS_FLEET_DESTROY=1 in the operator's environment (`make destroy`), only a
-                        best-effort reset that never blocks the teardown
+    record-config       the config rollout's creation: records each node's config fingerprint
+    roll-config         its update: the existing nodes whose config changed, a canary first, then
+                        the waves, health-gated; live where Talos applies it live, otherwise staged
+                        and rebooted, drained
 
-Inputs come from the environment (plain, node-local facts: no secret) and stdin (the cluster's
-Talos OS certificate authority, a Pulumi secret that never changes). Each step mints its own
-short-lived os:admin client certificate with `talosctl gen key/csr/crt`, so the provider renewing
-its client certificate changes no step's inputs. Credentials live in files of mode 0600 in a
-private temporary directory, removed when the step ends (the CA key right after minting); nothing
-secret is ever in a command line or printed. Progress goes to stderr; the last line on stdout is
-the step's JSON record, which pulumi-command keeps (as a secret output) and hands back to the next
-update as PULUMI_COMMAND_STDOUT.
+Inputs come from the environment (plain spec facts: no secret) and stdin (the cluster's
+Talos OS certificate authority, a Pulumi secret that never changes; for the config rollout also
+the role configs and the node patches). Each step mints its own short-lived os:admin client
+certificate with `talosctl gen key/csr/crt` (a rollout mints a new one before a wave could
+outlive it), so the provider renewing its client certificate changes no step's
+inputs. Credentials and configs live in files of mode 0600 in private temporary directories,
+removed when the step ends (the CA key right after minting); nothing secret is ever in a command
+line or printed. Progress goes to stderr; the last line on stdout is the step's JSON record,
+which pulumi-command keeps (as a secret output) and hands back to the next update as
+PULUMI_COMMAND_STDOUT.
 
-Standard library only (plus the pure `versions` module): it runs with whatever `python3` the
-Pulumi CLI finds, not the project's virtualenv.
+Standard library only (plus the pure `versions` and `waves` modules): it runs with whatever
+`python3` the Pulumi CLI finds, not the project's virtualenv.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
+import hashlib
 import json
 import math
 import os
@@ -39,12 +48,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import IO, Any, TypeVar
 
-from talos_fleet import versions
+from talos_fleet import versions, waves
 
 PREFIX = "TALOS_FLEET_"
 # Set by `make destroy` in the operator's environment; pulumi-command hands a local command the
@@ -59,10 +73,61 @@ KUBECTL_INSTALL = "https://kubernetes.io/docs/tasks/tools/#kubectl"
 POLL_SECONDS = 10.0
 # Teardown never waits long on a machine that may be gone.
 DESTROY_CALL_SECONDS = 60.0
+# pulumi-command hands a command's last stdout and stderr to its next run as the environment
+# strings PULUMI_COMMAND_STDOUT and PULUMI_COMMAND_STDERR (pulumi/pulumi-command v1.2.1:
+# provider/pkg/provider/local/commandOutputs.go), and Linux refuses to start a program whose
+# environment holds one string longer than MAX_ARG_STRLEN, 32 pages: 128 KiB with 4 KiB pages,
+# name, `=` and NUL included (torvalds/linux 2cc2c3c:include/uapi/linux/binfmts.h; an exec with
+# a 131,072-byte string fails with E2BIG on the 6.18 kernel these tests ran on). A record or a
+# stderr over it would make the command's next update fail before it starts.
+MAX_ENV_STRING = 128 * 1024
+# What stderr may take of it; further progress goes to a log file that stderr names.
+STDERR_BUDGET = 64 * 1024
+# How many talosctl calls run at once (a node query pass, a worker batch's upgrades or reboots):
+# each is a process of its own, and a batch may hold up to 1,000 workers (spec.MAX_WORKER_BATCH).
+MAX_PARALLEL = 32
+# Record fields holding per-node data, packed (`pack`) to keep the record small.
+PACKED = ("nodes", "config")
+# Hex digits of a config fingerprint, and of the plan's live and reboot hashes
+# (talos_fleet.reboots.node_hashes).
+HASH_DIGITS = 12
+# A 1.13 node's answer to a no-reboot apply of a change it cannot apply without a reboot, before
+# it changes anything (siderolabs/talos v1.13.9:
+# internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go CanApplyImmediate, returned as
+# InvalidArgument by internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go
+# ApplyConfiguration). Talos 1.14 never answers it (v1.14.0-rc.1: same server file).
+NOT_IMMEDIATE = "can't be applied in immediate mode"
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class StepError(Exception):
     """A step stopped; the message says why and what to do."""
+
+
+def pack(value: Any) -> str:
+    """Per-node data in a record: base64 of zlib-compressed compact JSON. A record reaches the
+    next update as one environment string (MAX_ENV_STRING); thousands of hostnames and hashes in
+    plain JSON would not fit."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def unpack(text: str) -> Any:
+    return json.loads(zlib.decompress(base64.b64decode(text, validate=True)))
+
+
+def fits(record: dict[str, Any]) -> dict[str, Any]:
+    """The record, checked before the step touches anything: one pulumi-command can hand to its
+    next update (MAX_ENV_STRING, `PULUMI_COMMAND_STDOUT=` and the NUL included)."""
+    size, limit = len(json.dumps(record, sort_keys=True).encode()), MAX_ENV_STRING - len("PULUMI_COMMAND_STDOUT=") - 1
+    if size > limit:
+        raise StepError(
+            f"this step's record would be {size} bytes; pulumi-command hands it to the next update as one "
+            f"environment variable, which Linux limits to {limit} bytes. Split the cluster"
+        )
+    return record
 
 
 @dataclass(frozen=True)
@@ -83,25 +148,105 @@ class Env:
     def minutes(self, name: str) -> int:
         return int(self.get(name))
 
-    def previous(self) -> dict[str, str] | None:
-        """The record this command printed last time (pulumi-command passes it on update)."""
+    def per_node(self, name: str) -> dict[str, dict[str, str]]:
+        """`TALOS_FLEET_<name>_<hostname>` = compact JSON object, one per node, by hostname."""
+        prefix, found = f"{PREFIX}{name}_", {}
+        for key, value in self.values.items():
+            if key.startswith(prefix) and len(key) > len(prefix):
+                try:
+                    document = json.loads(value)
+                except ValueError:
+                    document = None
+                if not isinstance(document, dict) or not all(isinstance(v, str) for v in document.values()):
+                    raise StepError(
+                        f"{key} is not a JSON object of strings; this step is run by pulumi up, not by hand"
+                    )
+                found[key[len(prefix) :]] = document
+        return found
+
+    def previous(self) -> dict[str, Any] | None:
+        """The record this command printed last time (pulumi-command passes it on update), with its
+        packed fields unpacked; None if there is none or it cannot be read."""
         text = self.values.get("PULUMI_COMMAND_STDOUT", "").strip()
         try:
             record = json.loads(text.splitlines()[-1]) if text else None
-        except ValueError:
+            if isinstance(record, dict):
+                for field in PACKED:
+                    if isinstance(record.get(field), str):
+                        record[field] = unpack(record[field])
+        except (ValueError, zlib.error, binascii.Error):
             return None
         return record if isinstance(record, dict) else None
 
-    def certificate_hours(self) -> int:
-        """How long the step's client certificate must last: the longest a step can take (health,
-        drain, upgrade, wait, health), rounded up, plus an hour."""
+    def wave_minutes(self) -> int:
+        """The longest a step (a rollout: one wave of it) can take: health, drain (a batch's nodes
+        at once), upgrade or reboot, wait, health."""
         health = int(self.values.get(PREFIX + "HEALTH_TIMEOUT_MINUTES") or 15)
         drain = int(self.values.get(PREFIX + "DRAIN_TIMEOUT_MINUTES") or 10)
-        return math.ceil((4 * health + drain) / 60) + 1
+        return 4 * health + drain
+
+    def certificate_hours(self) -> int:
+        """How long a client certificate must last: one wave, rounded up, plus an hour."""
+        return math.ceil(self.wave_minutes() / 60) + 1
 
 
-def log(message: str) -> None:
-    print(f"talos-fleet: {message}", file=sys.stderr, flush=True)
+class Progress:
+    """Where progress lines go: stderr, which the operator sees as `pulumi up` runs, until it
+    holds STDERR_BUDGET bytes (pulumi-command hands the whole of it to the command's next run as
+    one environment string: MAX_ENV_STRING); after that a private log file in the temporary
+    directory, which stderr names once. A line marked `always` (why a step stopped) reaches stderr
+    in any case."""
+
+    def __init__(self, budget: int = STDERR_BUDGET) -> None:
+        self.budget = budget
+        self.written = 0
+        self.overflow: IO[str] | None = None
+        self.lock = threading.Lock()
+
+    def line(self, message: str, always: bool = False) -> None:
+        line = f"talos-fleet: {message}\n"
+        with self.lock:
+            if self.overflow is None and self.written + len(line.encode()) <= self.budget:
+                self._stderr(line)
+                return
+            if self.overflow is None:
+                fd, path = tempfile.mkstemp(prefix="talos-fleet-progress-", suffix=".log")  # mode 0600
+                self.overflow = os.fdopen(fd, "w")
+                self._stderr(f"talos-fleet: further progress goes to {path} (stderr is kept short)\n")
+            self.overflow.write(line)
+            self.overflow.flush()
+            if always:
+                self._stderr(line)
+
+    def _stderr(self, line: str) -> None:
+        self.written += len(line.encode())
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+
+PROGRESS = Progress()
+
+
+def log(message: str, always: bool = False) -> None:
+    PROGRESS.line(message, always)
+
+
+def each(items: Sequence[T], work: Callable[[T], R]) -> list[R]:
+    """`work` on every item, up to MAX_PARALLEL at once, results in item order. Every item runs to
+    its end; then the failures, if any, stop the step together."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), MAX_PARALLEL)) as pool:
+        futures = [pool.submit(work, item) for item in items]
+    failures: list[BaseException] = [e for e in (f.exception() for f in futures) if e is not None]
+    for failure in failures:
+        if not isinstance(failure, StepError):
+            raise failure  # a bug, not a step failure: its traceback
+    if failures:
+        shown = "; ".join(str(f) for f in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise StepError(shown + more)
+    return [f.result() for f in futures]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,8 +286,7 @@ class Tools:
         except subprocess.TimeoutExpired:
             raise StepError(f"{' '.join(args[:3])} did not answer within {self.timeout:.0f} s") from None
         if check and done.returncode != 0:
-            detail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise StepError(f"{' '.join(args[:3])} failed (exit {done.returncode}): " + " / ".join(detail))
+            raise failed(done)
         return done
 
     def talosctl(self, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -151,6 +295,12 @@ class Tools:
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("kubectl", *args, check=check)
+
+
+def failed(done: subprocess.CompletedProcess[str]) -> StepError:
+    """What a failed tool call says: its first words and the last lines of its output."""
+    detail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+    return StepError(f"{' '.join(done.args[:3])} failed (exit {done.returncode}): " + " / ".join(detail))
 
 
 def _base64(value: object) -> str:
@@ -189,8 +339,7 @@ def credentials(env: Env, stdin: str, kubernetes: bool, endpoint: str | None = N
     authority, legacy = stdin_credentials(stdin)
     cluster, endpoint = env.get("CLUSTER"), endpoint or env.get("CONTROL_PLANE")
     timeout = DESTROY_CALL_SECONDS if env.flag("DESTROY") else None
-    directory = tempfile.mkdtemp(prefix="talos-fleet-")  # mode 0700
-    try:
+    with private_directory() as directory:
         if authority is not None:
             ca_cert, ca_key = authority
             crt, key = _mint_client_certificate(directory, ca_cert, ca_key, env.certificate_hours())
@@ -210,8 +359,50 @@ def credentials(env: Env, stdin: str, kubernetes: bool, endpoint: str | None = N
             os.chmod(kubeconfig, 0o600)
             tools = Tools({**environ, "KUBECONFIG": kubeconfig}, endpoint, timeout)
         yield tools
+
+
+@contextmanager
+def private_directory() -> Iterator[str]:
+    """A directory only this user can enter (mkdtemp: mode 0700), removed whatever happens."""
+    directory = tempfile.mkdtemp(prefix="talos-fleet-")
+    try:
+        yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class Renewing:
+    """Credentials for a rollout, which may take far longer than a client certificate lasts: the
+    certificate is minted again before a wave that could outlive it (what is left of it is less
+    than wave_minutes and a margin for clocks)."""
+
+    CLOCK_MARGIN_SECONDS = 600
+
+    def __init__(self, env: Env, stdin: str) -> None:
+        self.env, self.stdin = env, stdin
+        self.stack: ExitStack | None = None
+        self.current: Tools | None = None
+        self.since = 0.0
+
+    def tools(self) -> Tools:
+        usable = (self.env.certificate_hours() * 60 - self.env.wave_minutes()) * 60 - self.CLOCK_MARGIN_SECONDS
+        if self.current is None or time.monotonic() - self.since > usable:
+            self.close()
+            self.stack = ExitStack()
+            self.current = self.stack.enter_context(credentials(self.env, self.stdin, kubernetes=True))
+            self.since = time.monotonic()
+        return self.current
+
+    def close(self) -> None:
+        if self.stack is not None:
+            self.stack.close()
+        self.stack, self.current = None, None
+
+    def __enter__(self) -> Renewing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _mint_client_certificate(directory: str, ca_cert: str, ca_key: str, hours: int) -> tuple[str, str]:
@@ -320,7 +511,7 @@ def _node_state(tools: Tools, node: str) -> tuple[versions.Version, str | None]:
 
 def _runs(tools: Tools, node: str, target: versions.Version, schematic: str) -> bool:
     """The node runs the target; an image that does not show its schematic is taken at its word
-    here, where this step has just installed (or recorded) the installer."""
+    here, where this step has just installed the installer."""
     version, running_schematic = _node_state(tools, node)
     return version == target and running_schematic in (schematic, None)
 
@@ -342,72 +533,91 @@ def _check_talosctl_client(tools: Tools, target: versions.Version) -> None:
         )
 
 
-def node_record(env: Env) -> dict[str, str]:
-    return {"talos": env.get("TALOS_VERSION"), "installer": env.get("INSTALLER")}
+@contextmanager
+def _out_of_service(tools: Tools, env: Env, hosts: Sequence[str]) -> Iterator[None]:
+    """The wave's nodes cordoned, then drained together (none takes pods evicted from another),
+    schedulable again after, also when the step fails inside: a node left cordoned would fail
+    every later health check, so no retry could pass its first check."""
+    try:
+        for host in hosts:
+            tools.kubectl("cordon", host)
+        each(hosts, lambda h: _drain(tools, env, h))
+        yield
+    except StepError:
+        for host in hosts:
+            if tools.kubectl("uncordon", host, check=False).returncode != 0:
+                log(f"{host} may still be cordoned: `kubectl uncordon {host}` failed")
+        raise
+    for host in hosts:
+        tools.kubectl("uncordon", host)
+
+
+def _drain(tools: Tools, env: Env, host: str) -> None:
+    """Evict everything but DaemonSets (PodDisruptionBudgets are honoured) from a node its caller
+    cordoned (drain would cordon it too: kubernetes/kubectl v0.36.3 pkg/cmd/drain/drain.go
+    RunDrain; the caller's own cordon comes first so a batch's nodes take none of each other's
+    pods)."""
+    tools.kubectl(
+        "drain",
+        host,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        f"--timeout={env.minutes('DRAIN_TIMEOUT_MINUTES')}m",
+    )
+
+
+def _uncordon_leftovers(tools: Tools, hosts: Collection[str]) -> None:
+    """Nodes this step is about to work on that a stopped earlier run left cordoned: schedulable
+    again, or the first health check could never pass. One listing of every Node, `unschedulable`
+    set only while cordoned (kubernetes/api v0.36.3 core/v1/types.go NodeSpec; `kubectl get nodes`
+    prints a List: kubernetes/kubectl v0.36.3 pkg/cmd/get/get.go printGeneric)."""
+    listing = json.loads(tools.kubectl("get", "nodes", "--output", "json").stdout or "{}")
+    items = listing.get("items", [listing]) if isinstance(listing, dict) else []
+    for item in items:
+        name = str((item.get("metadata") or {}).get("name"))
+        if name in hosts and (item.get("spec") or {}).get("unschedulable"):
+            log(f"{name} was left cordoned by an earlier run: uncordoning it")
+            tools.kubectl("uncordon", name)
+
+
+# ---------------------------------------------------------------------------------------------
+# A node's lifecycle
 
 
 def record_node(env: Env, stdin: str) -> dict[str, str]:
-    return node_record(env)
-
-
-def upgrade_node(env: Env, stdin: str) -> dict[str, str]:
-    node, host = env.get("NODE"), env.get("HOSTNAME")
-    target, installer = _version(env.get("TALOS_VERSION"), "the stack"), env.get("INSTALLER")
-    schematic = installer_schematic(installer)
-    if env.previous() == node_record(env):
-        # Only an input other than the target changed (the CA, the policy, the command's
-        # directory): this step already brought the node here. A failed run never records.
-        with credentials(env, stdin, kubernetes=False) as tools:
-            if _runs(tools, node, target, schematic):
-                log(f"{host}: already upgraded to Talos {target} by this step: nothing to do")
-                return node_record(env)
-    with credentials(env, stdin, kubernetes=True) as tools:
-        running, running_schematic = _node_state(tools, node)
-        if (running, running_schematic) == (target, schematic):
-            log(f"{host} already runs Talos {target} with schematic {schematic[:12]}: no upgrade")
-            # A previous run may have stopped after the upgrade: finish it.
-            tools.kubectl("uncordon", host)
-            _healthy(tools, env)
-            return node_record(env)
-        problem = versions.talos_change_problem(running, target, env.flag("ALLOW_DOWNGRADE"))
-        if problem:
-            raise StepError(f"{host}: {problem}")
-        _check_talosctl_client(tools, target)
-        log(f"{host}: Talos {running} -> {target} ({installer}); checking the cluster first")
-        # A failed earlier attempt may have left this node cordoned, which fails every health check.
-        tools.kubectl("uncordon", host)
-        _healthy(tools, env)
-        with _cordoned(tools, host):
-            _drain(tools, env, host)
-            minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
-            # --drain=false: the drain above is the only one (talosctl's own would need a
-            # Kubernetes client through the endpoint, and it uncordons before our health check:
-            # siderolabs/talos v1.13.9 cmd/talosctl/cmd/talos/upgrade.go, drain.go).
-            tools.talosctl(node, "upgrade", f"--image={installer}", "--drain=false", "--wait", f"--timeout={minutes}m")
-            wait_until(lambda: _runs(tools, node, target, schematic), env, f"{host} running Talos {target}")
-        _healthy(tools, env)
-        log(f"{host}: upgraded to Talos {target}; cluster healthy")
-    return node_record(env)
+    return {"hostname": env.get("HOSTNAME"), "role": env.get("ROLE")}
 
 
 @contextmanager
-def _cordoned(tools: Tools, host: str) -> Iterator[None]:
-    """Cordoned inside, schedulable after, also when the step fails there: a node left cordoned
-    would fail every later health check, so no retry could pass its first check."""
+def cluster_lock(cluster: str) -> Iterator[None]:
+    """One removal at a time per cluster on this machine: the lifecycles have no edges between
+    them, and Pulumi deletes resources that do not depend on each other in parallel (pulumi/pulumi
+    v3.259.0 pkg/resource/deploy/deployment_executor.go). Two drains at once could take etcd
+    quorum or a PodDisruptionBudget's last replica. The lock file holds nothing and stays (removing
+    it would let a waiting removal and a new one hold two different locks)."""
+    path = os.path.join(tempfile.gettempdir(), f"talos-fleet-{cluster}.lock")
     try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise StepError(f"cannot open the removal lock {path}: {error.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"cluster {cluster}: waiting for another node's removal to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
-    except StepError:
-        if tools.kubectl("uncordon", host, check=False).returncode != 0:
-            log(f"{host} may still be cordoned: `kubectl uncordon {host}` failed")
-        raise
-    tools.kubectl("uncordon", host)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def remove_node(env: Env, stdin: str) -> dict[str, str]:
     if env.flag("DESTROY"):
         return _teardown_node(env, stdin)
     node, host, role = env.get("NODE"), env.get("HOSTNAME"), env.get("ROLE")
-    with credentials(env, stdin, kubernetes=True) as tools:
+    # The lock before the credentials: a removal may wait long for others, and its client
+    # certificate lasts as long as one removal.
+    with cluster_lock(env.get("CLUSTER")), credentials(env, stdin, kubernetes=True) as tools:
         reachable = tools.talosctl(node, "version", "--short", check=False).returncode == 0
         if not reachable and not env.flag("FORCE_REMOVE"):
             raise StepError(
@@ -424,6 +634,7 @@ def remove_node(env: Env, stdin: str) -> dict[str, str]:
                 # it is best effort (5 minutes, failures only logged, the reset goes on:
                 # siderolabs/talos v1.13.9 internal/app/machined/pkg/runtime/v1alpha1/
                 # v1alpha1_sequencer.go Reset, pkg/kubernetes/kubernetes.go Drain).
+                tools.kubectl("cordon", host)
                 _drain(tools, env, host)
             # Graceful: the node leaves etcd first. The last member has no one to leave to.
             tools.talosctl(node, "reset", f"--graceful={str(graceful).lower()}", "--reboot=false", "--wait")
@@ -444,10 +655,10 @@ def _cordoned_until_reset(tools: Tools, host: str) -> Iterator[None]:
 
 def _teardown_node(env: Env, stdin: str) -> dict[str, str]:
     """`make destroy`: the whole cluster goes away, so nothing is drained, nothing waits for
-    Kubernetes, and nothing here can stop the teardown. A machine that answers is reset without
-    leaving etcd and rebooted, so bare metal comes back in maintenance mode, ready to be installed
-    again; a VM is deleted right after anyway. Reached at its own address: the control planes may
-    already be gone."""
+    Kubernetes or for another node's teardown (no lock), and nothing here can stop the teardown.
+    A machine that answers is reset without leaving etcd and rebooted, so bare metal comes back in
+    maintenance mode, ready to be installed again; a VM is deleted right after anyway. Reached at
+    its own address: the control planes may already be gone."""
     node, host = env.get("NODE"), env.get("HOSTNAME")
     try:
         with credentials(env, stdin, kubernetes=False, endpoint=node) as tools:
@@ -462,21 +673,340 @@ def _teardown_node(env: Env, stdin: str) -> dict[str, str]:
     return {"removed": host}
 
 
-def _drain(tools: Tools, env: Env, host: str) -> None:
-    """Cordon, then evict everything but DaemonSets (PodDisruptionBudgets are honoured)."""
-    tools.kubectl("cordon", host)
-    tools.kubectl(
-        "drain",
-        host,
-        "--ignore-daemonsets",
-        "--delete-emptydir-data",
-        f"--timeout={env.minutes('DRAIN_TIMEOUT_MINUTES')}m",
-    )
-
-
 def _etcd_members(tools: Tools, node: str) -> int:
     listing = tools.talosctl(node, "etcd", "members").stdout.strip().splitlines()
     return max(len(listing) - 1, 0)  # minus the header line
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollouts: what they share
+
+
+@dataclass(frozen=True)
+class Target:
+    """A node as a rollout's environment names it (`TALOS_FLEET_TARGET_<host>`,
+    `TALOS_FLEET_CONFIG_<host>`): plain spec values, no machine's output."""
+
+    host: str
+    ip: str
+    role: str
+    arch: str = ""
+    live: str = ""
+    reboot: str = ""
+
+
+def _targets(env: Env, name: str, fields: tuple[str, ...]) -> dict[str, Target]:
+    found = {}
+    for host, document in env.per_node(name).items():
+        missing = [f for f in ("ip", "role", *fields) if not document.get(f)]
+        if missing:
+            raise StepError(f"{PREFIX}{name}_{host} has no {', '.join(missing)}; this step is run by pulumi up")
+        found[host] = Target(host, **{k: document[k] for k in ("ip", "role", *fields)})
+    return found
+
+
+def _existing(previous: dict[str, Any] | None, known: Collection[str], hosts: Iterable[str]) -> list[str]:
+    """The nodes the last run recorded; the others are new and install the target directly.
+    Without a readable record (an update always has one) every node counts as existing: the
+    checks on each node (at the target, dry-run) keep that safe."""
+    if previous is None:
+        log("no readable record of the last run: every node counts as existing")
+        return sorted(hosts)
+    return sorted(h for h in hosts if h in known)
+
+
+def _wave_label(number: int, total: int, wave: Sequence[str]) -> str:
+    shown = ", ".join(wave[:5]) + (f" and {len(wave) - 5} more" if len(wave) > 5 else "")
+    return f"wave {number}/{total} ({shown})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The upgrade rollout
+
+
+def upgrade_record(env: Env) -> dict[str, Any]:
+    targets, prefix = _targets(env, "TARGET", ("arch",)), f"{PREFIX}INSTALLER_"
+    installers = {k[len(prefix) :]: v for k, v in env.values.items() if k.startswith(prefix) and v}
+    missing = sorted({t.arch for t in targets.values()} - set(installers))
+    if missing:
+        raise StepError(f"{prefix}{missing[0]} is not set; this step is run by pulumi up, not by hand")
+    return fits({"talos": env.get("TALOS_VERSION"), "installers": installers, "nodes": pack(sorted(targets))})
+
+
+def record_upgrades(env: Env, stdin: str) -> dict[str, Any]:
+    return upgrade_record(env)
+
+
+def upgrade_rollout(env: Env, stdin: str) -> dict[str, Any]:
+    record, cluster = upgrade_record(env), env.get("CLUSTER")
+    targets = _targets(env, "TARGET", ("arch",))
+    target, installers = _version(record["talos"], "the stack"), record["installers"]
+    previous = env.previous()
+    existing = _existing(previous, (previous or {}).get("nodes") or (), targets)
+    if not existing:
+        log(f"cluster {cluster}: only new nodes, which install Talos {target} directly: nothing to upgrade")
+        return record
+    last = previous or {}
+    if last.get("talos") == record["talos"] and all(
+        (last.get("installers") or {}).get(targets[h].arch) == installers[targets[h].arch] for h in existing
+    ):
+        # Nodes were added or removed, or the policy changed: no existing node's target moved.
+        log(f"cluster {cluster}: no existing node's Talos target changed: nothing to upgrade")
+        return record
+    wanted = {h: (target, installer_schematic(installers[targets[h].arch])) for h in existing}
+    with Renewing(env, stdin) as session:
+        tools = session.tools()
+        _check_talosctl_client(tools, target)
+        running = dict(zip(existing, each(existing, lambda h: _node_state(tools, targets[h].ip)), strict=True))
+        todo = {h for h in existing if running[h] != wanted[h]}
+        problems = [
+            f"{h}: {p}"
+            for h in sorted(todo)
+            if (p := versions.talos_change_problem(running[h][0], target, env.flag("ALLOW_DOWNGRADE")))
+        ]
+        if problems:
+            raise StepError("refused before any node is touched:\n" + "\n".join(f"  - {p}" for p in problems))
+        if not todo:
+            log(f"cluster {cluster}: every existing node already runs Talos {target} with its schematic")
+            return record
+        _uncordon_leftovers(tools, todo)
+        _healthy(tools, env)
+        schedule = waves.waves([(h, targets[h].role) for h in existing], int(env.get("WORKER_BATCH_SIZE")))
+        for number, wave in enumerate(schedule, 1):
+            pending = [targets[h] for h in wave if h in todo]
+            if not pending:
+                continue
+            tools = session.tools()
+            log(
+                f"cluster {cluster}: {_wave_label(number, len(schedule), [n.host for n in pending])}: Talos -> {target}"
+            )
+            with _out_of_service(tools, env, [n.host for n in pending]):
+                each(pending, partial(_upgrade, tools, env, target, installers))
+            _healthy(tools, env)
+    log(f"cluster {cluster}: every existing node runs Talos {target}; cluster healthy")
+    return record
+
+
+def _upgrade(tools: Tools, env: Env, target: versions.Version, installers: Mapping[str, str], node: Target) -> None:
+    installer, minutes = installers[node.arch], env.minutes("HEALTH_TIMEOUT_MINUTES")
+    # --drain=false: the drain before is the only one (talosctl's own would need a Kubernetes
+    # client through the endpoint, and it uncordons before our health check:
+    # siderolabs/talos v1.13.9 cmd/talosctl/cmd/talos/upgrade.go, drain.go).
+    tools.talosctl(node.ip, "upgrade", f"--image={installer}", "--drain=false", "--wait", f"--timeout={minutes}m")
+    schematic = installer_schematic(installer)
+    wait_until(lambda: _runs(tools, node.ip, target, schematic), env, f"{node.host} running Talos {target}")
+    log(f"{node.host}: runs Talos {target}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The config rollout
+
+
+def config_schedule(
+    nodes: Iterable[tuple[str, str]], changed: Collection[str], worker_batch_size: int
+) -> tuple[tuple[str, ...], ...]:
+    """The changed nodes' waves: the canary alone first (the first changed node in wave order: the
+    first changed control plane, else the first changed worker), then the other changed nodes in
+    `waves.waves` order (each control plane alone, workers in batches)."""
+    pairs = [(h, role) for h, role in nodes if h in changed]
+    ordered = waves.waves(pairs, worker_batch_size)
+    if not ordered:
+        return ()
+    canary = ordered[0][0]
+    return ((canary,), *waves.waves([p for p in pairs if p[0] != canary], worker_batch_size))
+
+
+@dataclass(frozen=True)
+class ConfigInputs:
+    """The config rollout's stdin: the CA (for credentials), each role's generated config and each
+    node's patches, in the order the provider applies them."""
+
+    ca_stdin: str
+    role_configs: dict[str, str]
+    patches: dict[str, list[str]]
+
+    @classmethod
+    def parse(cls, stdin: str) -> ConfigInputs:
+        try:
+            document = json.loads(stdin)
+            role_configs, patches = document["roleConfigs"], document.get("patches") or {}
+            ca = json.dumps({"osCa": document["osCa"]})
+            valid = all(isinstance(v, str) for v in role_configs.values()) and all(
+                isinstance(p, list) and all(isinstance(x, str) for x in p) for p in patches.values()
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            valid = False
+        if not valid:
+            raise StepError("the role configs and patches on stdin are missing; this step is run by pulumi up")
+        return cls(ca, role_configs, patches)
+
+    def fingerprint(self, node: Target) -> str:
+        """The node's config inputs hashed (HASH_DIGITS hex): a changed secret inside a role
+        config counts too, which the plan's live and reboot hashes cannot see."""
+        if node.role not in self.role_configs:
+            raise StepError(f"stdin has no {node.role} config for {node.host}; this step is run by pulumi up")
+        text = json.dumps([self.role_configs[node.role], self.patches.get(node.host, [])], separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:HASH_DIGITS]
+
+
+def _config_targets(env: Env) -> dict[str, Target]:
+    nodes = _targets(env, "CONFIG", ("live", "reboot"))
+    for node in nodes.values():
+        if not _is_hash(node.reboot):
+            raise StepError(
+                f"{PREFIX}CONFIG_{node.host}: reboot is not {HASH_DIGITS} hex digits; this step is run by pulumi up"
+            )
+    return nodes
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == HASH_DIGITS and all(c in "0123456789abcdef" for c in text)
+
+
+def config_record(env: Env, inputs: ConfigInputs) -> dict[str, Any]:
+    """Per node (hostnames sorted) its config fingerprint and its reboot hash, as columns of fixed
+    width rather than a map: zlib packs a column of hex digits far tighter than hostnames and hex
+    interleaved, which keeps 5,000 nodes with 63-character hostnames within MAX_ENV_STRING."""
+    nodes = _config_targets(env)
+    hosts = sorted(nodes)
+    fingerprints = "".join(inputs.fingerprint(nodes[h]) for h in hosts)
+    return fits(
+        {
+            "config": pack(
+                {"hosts": hosts, "fingerprints": fingerprints, "reboots": "".join(nodes[h].reboot for h in hosts)}
+            )
+        }
+    )
+
+
+def config_table(value: Any) -> dict[str, tuple[str, str]] | None:
+    """A config record's columns as {hostname: (fingerprint, reboot hash)}; None if it is not one."""
+    try:
+        hosts, fingerprints, reboots = value["hosts"], value["fingerprints"], value["reboots"]
+        if len(fingerprints) != len(reboots) or len(fingerprints) != HASH_DIGITS * len(hosts):
+            return None
+        cut = [slice(i * HASH_DIGITS, (i + 1) * HASH_DIGITS) for i in range(len(hosts))]
+        return {str(h): (fingerprints[c], reboots[c]) for h, c in zip(hosts, cut, strict=True)}
+    except (KeyError, TypeError):
+        return None
+
+
+def record_config(env: Env, stdin: str) -> dict[str, Any]:
+    return config_record(env, ConfigInputs.parse(stdin))
+
+
+def roll_config(env: Env, stdin: str) -> dict[str, Any]:
+    inputs, cluster = ConfigInputs.parse(stdin), env.get("CLUSTER")
+    nodes = _config_targets(env)
+    record = config_record(env, inputs)
+    current = config_table(unpack(record["config"])) or {}
+    previous = env.previous()
+    known = config_table((previous or {}).get("config"))
+    existing = _existing(previous if known is not None else None, known or {}, nodes)
+    # Without a record, every node counts as changed and by reboot, the safe path; the dry-run
+    # skips the nodes already running their config.
+    last = {h: (known or {}).get(h, ("", "")) for h in existing}
+    changed = {h for h in existing if last[h][0] != current[h][0]}
+    reboots = {h for h in changed if last[h][1] != nodes[h].reboot}
+    if not changed:
+        log(f"cluster {cluster}: no existing node's config changed: nothing to roll out")
+        return record
+    schedule = config_schedule([(h, nodes[h].role) for h in existing], changed, int(env.get("WORKER_BATCH_SIZE")))
+    log(
+        f"cluster {cluster}: config changed on {len(changed)} nodes ({len(reboots)} by reboot); canary {schedule[0][0]}"
+    )
+    with private_directory() as directory, Renewing(env, inputs.ca_stdin) as session:
+        files = _config_files(directory, inputs, [nodes[h] for h in sorted(changed)])
+        tools = session.tools()
+        _uncordon_leftovers(tools, changed)
+        _healthy(tools, env)
+        for number, wave in enumerate(schedule, 1):
+            label = ("canary " if number == 1 else "") + _wave_label(number, len(schedule), wave)
+            tools = session.tools()
+            if _roll_wave(tools, env, [nodes[h] for h in wave], reboots, files, label):
+                _healthy(tools, env)
+                log(f"cluster {cluster}: {label} done; cluster healthy")
+    return record
+
+
+def _config_files(directory: str, inputs: ConfigInputs, nodes: Sequence[Target]) -> dict[str, list[str]]:
+    """talosctl's arguments per node: `--file` its role config, `--config-patch=@file` per patch in
+    order. talosctl applies them with configpatcher.LoadPatches and Apply, the code the provider
+    renders with, so the bytes sent are those the provider sends; `@` reads the patch from the file
+    (siderolabs/talos v1.13.9 cmd/talosctl/cmd/talos/apply-config.go,
+    pkg/machinery/config/configpatcher/load.go LoadPatches). Files, not arguments: a role config
+    holds the cluster's secrets."""
+    roles = {}
+    for role, text in inputs.role_configs.items():
+        roles[role] = os.path.join(directory, f"{role}.yaml")
+        _write_private(roles[role], text)
+    arguments = {}
+    for node in nodes:
+        arguments[node.host] = [f"--file={roles[node.role]}"]
+        for i, patch in enumerate(inputs.patches.get(node.host, [])):
+            path = os.path.join(directory, f"{node.host}.{i}.yaml")
+            _write_private(path, patch)
+            arguments[node.host].append(f"--config-patch=@{path}")
+    return arguments
+
+
+def _active(tools: Tools, node: Target, files: Sequence[str]) -> bool:
+    """Whether the node already runs this config: a dry-run apply diffs it against the node's
+    active config and prints `No changes.` for none, after `Config diff:`, on stderr
+    (siderolabs/talos v1.13.9 internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go
+    ApplyConfiguration, generateDiff; cmd/talosctl/pkg/talos/helpers/mode.go PrintApplyResults).
+    In the default mode (auto), never the no-reboot check. A staged config not yet booted still
+    differs from the active one."""
+    done = tools.talosctl(node.ip, "apply-config", *files, "--dry-run")
+    _, found, diff = done.stderr.partition("Config diff:")
+    return bool(found) and [line.strip() for line in diff.splitlines() if line.strip()] == ["No changes."]
+
+
+def _roll_wave(
+    tools: Tools, env: Env, wave: Sequence[Target], reboots: Collection[str], files: Mapping[str, list[str]], label: str
+) -> bool:
+    """One wave; False when every node of it already ran its config (a resumed rollout)."""
+    todo = [n for n in wave if not _active(tools, n, files[n.host])]
+    for node in wave:
+        if node not in todo:
+            log(f"{node.host}: already runs its new config")
+    if not todo:
+        return False
+    log(f"{label}: applying")
+    by_reboot = []
+    for node in todo:
+        if node.host in reboots:
+            by_reboot.append(node)
+            continue
+        done = tools.talosctl(node.ip, "apply-config", *files[node.host], "--mode=no-reboot", check=False)
+        if done.returncode == 0:
+            log(f"{node.host}: applied live")
+        elif NOT_IMMEDIATE in done.stderr:
+            log(f"{node.host}: Talos needs a reboot for this change: staged and rebooted, drained")
+            by_reboot.append(node)
+        else:
+            raise failed(done)
+    if by_reboot:
+        with _out_of_service(tools, env, [n.host for n in by_reboot]):
+            for node in by_reboot:
+                tools.talosctl(node.ip, "apply-config", *files[node.host], "--mode=staged")
+            each(by_reboot, lambda n: _reboot(tools, env, n, files[n.host]))
+    return True
+
+
+def _reboot(tools: Tools, env: Env, node: Target, files: Sequence[str]) -> None:
+    """The staged config becomes the active one at boot (siderolabs/talos v1.13.9
+    internal/app/machined/pkg/controllers/config/acquire.go stateDisk). `talosctl reboot` waits
+    for the node to come back (`--wait` defaults to true) and drains only with `--drain`, off by
+    default (cmd/talosctl/cmd/talos/reboot.go, track.go): the drain before is kubectl's."""
+    minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
+    tools.talosctl(node.ip, "reboot", "--wait", f"--timeout={minutes}m")
+    wait_until(lambda: _active(tools, node, files), env, f"{node.host} running its new config after the reboot")
+    log(f"{node.host}: rebooted into its new config")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cluster versions
 
 
 def gate(env: Env, stdin: str) -> dict[str, str]:
@@ -519,13 +1049,16 @@ def upgrade_kubernetes(env: Env, stdin: str) -> dict[str, str]:
     return record_kubernetes(env, stdin)
 
 
-STEPS: dict[str, Callable[[Env, str], dict[str, str]]] = {
+STEPS: dict[str, Callable[[Env, str], Mapping[str, Any]]] = {
     "gate": gate,
     "record-node": record_node,
-    "upgrade-node": upgrade_node,
     "remove-node": remove_node,
+    "record-upgrades": record_upgrades,
+    "upgrade-rollout": upgrade_rollout,
     "record-kubernetes": record_kubernetes,
     "upgrade-kubernetes": upgrade_kubernetes,
+    "record-config": record_config,
+    "roll-config": roll_config,
 }
 
 
@@ -545,7 +1078,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     try:
         record = STEPS[args[0]](env, sys.stdin.read() if stdin is None else stdin)
     except StepError as error:
-        log(f"stopped: {error}")
+        log(f"stopped: {error}", always=True)
         return 1
     print(json.dumps(record, sort_keys=True))
     return 0

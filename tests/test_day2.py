@@ -1,16 +1,24 @@
 """The day-2 steps as pulumi-command runs them: `python3 -m talos_fleet.day2 <step>` in the project
 directory, inputs in the environment and on stdin, against a fake talosctl and kubectl that log
-every call. Plus the version gate's guard rails, one fixture each (tests/fixtures/upgrade).
+every call: a node's lifecycle (record, removal), the Kubernetes upgrade, credentials, records.
+Plus the version gate's guard rails, one fixture each (tests/fixtures/upgrade). The rollouts are
+in test_rollouts.py.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +59,11 @@ class Result:
     def ran(self, needle: str) -> bool:
         return any(needle in a for a in self.argv())
 
+    def record(self) -> dict[str, Any]:
+        """The step's record: the last line on stdout."""
+        record: dict[str, Any] = json.loads(self.stdout.splitlines()[-1])
+        return record
+
 
 def fake_bin(directory: Path, tools: tuple[str, ...] = ("talosctl", "kubectl")) -> Path:
     """`directory` holding a wrapper per tool that runs the fake."""
@@ -62,45 +75,78 @@ def fake_bin(directory: Path, tools: tuple[str, ...] = ("talosctl", "kubectl")) 
     return directory
 
 
-@pytest.fixture
-def step(tmp_path: Path) -> Callable[..., Result]:
-    """Run a step like pulumi-command does, with the fake `tools` alone on PATH."""
+class Steps:
+    """Runs steps like pulumi-command does, with the fake `tools` alone on PATH, against one fake
+    state and call log in `directory` (also the steps' TMPDIR)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.state_file, self.log_file = directory / "state.json", directory / "calls.jsonl"
+
+    def prepare(self, state: dict[str, Any] | None) -> None:
+        self.state_file.write_text(json.dumps(state or {"nodes": {}}))
+        self.log_file.write_text("")
+
+    def start(
+        self, name: str, env: dict[str, str], tools: tuple[str, ...] = ("talosctl", "kubectl"), stdin: str = ""
+    ) -> subprocess.Popen[str]:
+        bin_dir = fake_bin(self.directory / "bin", tools)
+        python = Path(sys.executable).parent
+        environ = {
+            # The step finds python3 on PATH, as under pulumi-command; no real talosctl or
+            # kubectl can be found, only the fakes asked for.
+            "PATH": f"{bin_dir}:{python}",
+            "FAKE_STATE": str(self.state_file),
+            "FAKE_LOG": str(self.log_file),
+            "HOME": str(self.directory),
+            "TMPDIR": str(self.directory),
+            **env,
+        }
+        process = subprocess.Popen(
+            ["python3", "-m", "talos_fleet.day2", name],
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Written whole now (a step reads all of stdin before anything else), so that steps
+        # started together run together.
+        assert process.stdin is not None
+        process.stdin.write(stdin)
+        process.stdin.close()
+        process.stdin = None
+        return process
+
+    def finish(self, process: subprocess.Popen[str]) -> Result:
+        stdout, stderr = process.communicate(timeout=120)
+        code = process.returncode
+        calls = [json.loads(line) for line in self.log_file.read_text().splitlines()]
+        return Result(code, stdout, stderr, calls, json.loads(self.state_file.read_text()))
 
     def run(
+        self,
         name: str,
         env: dict[str, str],
         state: dict[str, Any] | None = None,
         tools: tuple[str, ...] = ("talosctl", "kubectl"),
         stdin: str = "",
     ) -> Result:
-        bin_dir = fake_bin(tmp_path / "bin", tools)
-        state_file, log_file = tmp_path / "state.json", tmp_path / "calls.jsonl"
-        state_file.write_text(json.dumps(state or {"nodes": {}}))
-        log_file.write_text("")
-        python = Path(sys.executable).parent
-        environ = {
-            # The step finds python3 on PATH, as under pulumi-command; no real talosctl or
-            # kubectl can be found, only the fakes asked for.
-            "PATH": f"{bin_dir}:{python}",
-            "FAKE_STATE": str(state_file),
-            "FAKE_LOG": str(log_file),
-            "HOME": str(tmp_path),
-            "TMPDIR": str(tmp_path),
-            **env,
-        }
-        done = subprocess.run(
-            ["python3", "-m", "talos_fleet.day2", name],
-            cwd=ROOT,
-            env=environ,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        calls = [json.loads(line) for line in log_file.read_text().splitlines()]
-        return Result(done.returncode, done.stdout, done.stderr, calls, json.loads(state_file.read_text()))
+        self.prepare(state)
+        return self.finish(self.start(name, env, tools, stdin))
 
-    return run
+
+@pytest.fixture
+def step(tmp_path: Path) -> Callable[..., Result]:
+    """Run a step like pulumi-command does, with the fake `tools` alone on PATH."""
+    return Steps(tmp_path).run
+
+
+def leftovers(directory: Path) -> list[Path]:
+    """What a step left in its temporary directory but the cluster's removal lock (which holds
+    nothing and must stay) and the fake's own files."""
+    return [p for p in directory.iterdir() if p.name.startswith("talos-fleet-") and not p.name.endswith(".lock")]
 
 
 # The cluster's OS CA as the provider's machine secrets hold it: base64 of PEM
@@ -120,8 +166,6 @@ def node_env(**overrides: str) -> dict[str, str]:
         "TALOS_FLEET_ROLE": "controlplane",
         "TALOS_FLEET_NODE": NODE,
         "TALOS_FLEET_CONTROL_PLANE": CONTROL_PLANE,
-        "TALOS_FLEET_TALOS_VERSION": "v1.13.11",
-        "TALOS_FLEET_INSTALLER": installer(OLD_SCHEMATIC, "v1.13.11"),
         "TALOS_FLEET_ALLOW_DOWNGRADE": "false",
         "TALOS_FLEET_DRAIN_TIMEOUT_MINUTES": "10",
         "TALOS_FLEET_HEALTH_TIMEOUT_MINUTES": "15",
@@ -145,211 +189,15 @@ def cluster_state(version: str = "v1.13.10", schematic: str | None = OLD_SCHEMAT
     return {"nodes": nodes, **extra}
 
 
-def previous(env: dict[str, str]) -> dict[str, str]:
-    """The environment of an update whose last successful run reached this same target."""
-    record = {"talos": env["TALOS_FLEET_TALOS_VERSION"], "installer": env["TALOS_FLEET_INSTALLER"]}
-    return {**env, "PULUMI_COMMAND_STDOUT": json.dumps(record)}
-
-
 def through(endpoint: str, node: str) -> str:
     return f"talosctl --nodes {node} --endpoints {endpoint}"
-
-
-# ---------------------------------------------------------------------------------------------
-# upgrade-node
-
-
-def test_upgrade_checks_drains_upgrades_waits_uncordons_then_checks_in_that_order(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    upgrade = f"{through(CONTROL_PLANE, NODE)} upgrade --image={installer(OLD_SCHEMATIC, 'v1.13.11')} --drain=false"
-    order = [
-        f"{through(CONTROL_PLANE, NODE)} version",
-        "talosctl version --client --short",
-        f"{through(CONTROL_PLANE, CONTROL_PLANE)} health",
-        "kubectl cordon cp-2",
-        "kubectl drain cp-2 --ignore-daemonsets",
-        upgrade,
-    ]
-    positions = [result.index(n) for n in order]
-    assert positions == sorted(positions), result.argv()
-    after_upgrade = result.argv()[positions[-1] + 1 :]
-    # Back at the target, schedulable again, and only then the whole cluster's health, which
-    # counts a cordoned node as unhealthy.
-    back = next(i for i, a in enumerate(after_upgrade) if f"--nodes {NODE}" in a and " version" in a)
-    uncordon = after_upgrade.index("kubectl uncordon cp-2")
-    assert back < uncordon
-    assert " health " in after_upgrade[-1]
-    assert uncordon < len(after_upgrade) - 1
-    assert result.state["cordoned"] == []
-    # One drain only, by kubectl: talosctl's own was switched off.
-    assert result.state["drained"] == ["cp-2"]
-    assert set(result.state["cordoned_by"].values()) == {"kubectl"}
-    assert (result.state["nodes"][NODE]["version"], result.state["nodes"][NODE]["schematic"]) == (
-        "v1.13.11",
-        OLD_SCHEMATIC,
-    )
-    assert json.loads(result.stdout.splitlines()[-1])["talos"] == "v1.13.11"
-
-
-def test_a_worker_is_upgraded_through_a_control_plane_endpoint(step: Callable[..., Result]) -> None:
-    """talosctl's drain builds its Kubernetes client from the endpoint's kubeconfig, a control-plane
-    API: a worker as endpoint fails after the image is on disk (the fake refuses like Talos)."""
-    result = step("upgrade-node", worker_env(), cluster_state(), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    assert result.ran(f"{through(CONTROL_PLANE, WORKER)} upgrade")
-    assert not any(f"--endpoints {WORKER}" in a for a in result.argv())
-    assert result.state["nodes"][WORKER]["version"] == "v1.13.11"
-    assert result.state["cordoned"] == []
-
-
-def test_a_node_on_the_previous_minor_takes_the_legacy_path_and_ends_schedulable(step: Callable[..., Result]) -> None:
-    """Nodes before Talos 1.13 answer the legacy upgrade API, whose server-side sequence drains
-    and only uncordons what it cordoned itself: the node kubectl cordoned stays cordoned until
-    this step uncordons it, before the final health check."""
-    result = step("upgrade-node", node_env(), cluster_state("v1.12.11"), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    assert result.state["nodes"][NODE]["version"] == "v1.13.11"
-    assert result.state["cordoned"] == []
-    argv = result.argv()
-    last_uncordon = max(i for i, a in enumerate(argv) if a == "kubectl uncordon cp-2")
-    assert last_uncordon > result.index(" upgrade ")
-    assert " health " in argv[-1]
-
-
-def test_a_node_already_at_the_target_is_uncordoned_then_checked(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state("v1.13.11", cordoned=["cp-2"]), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    assert not result.ran("drain")
-    assert not result.ran(" upgrade ")
-    # Resuming after a stop between upgrade and uncordon finishes the step: schedulable, healthy.
-    assert result.index("kubectl uncordon cp-2") < result.index(" health ")
-    assert " health " in result.argv()[-1]
-    assert "no upgrade" in result.stderr
-
-
-def test_a_node_left_cordoned_by_a_failed_attempt_does_not_block_the_retry(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(cordoned=["cp-2"]), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    assert result.index("kubectl uncordon cp-2") < result.index(" health ")
-    assert result.ran(" upgrade ")
-
-
-@pytest.mark.parametrize("failing", ["drain", "upgrade"])
-def test_a_failed_upgrade_leaves_its_node_schedulable(step: Callable[..., Result], failing: str) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(fail=[failing]), stdin=CREDENTIALS)
-    assert result.code == 1
-    assert result.ran("kubectl cordon cp-2")
-    assert result.state["cordoned"] == []
-    # So the retry's first health check can pass.
-    retry = step("upgrade-node", node_env(), {**result.state, "fail": []}, stdin=CREDENTIALS)
-    assert retry.code == 0, retry.stderr
-
-
-def test_a_rerun_for_the_same_target_touches_nothing(step: Callable[..., Result]) -> None:
-    """An update caused by anything but the target (policy, directory, endpoint) only looks."""
-    result = step("upgrade-node", previous(node_env()), cluster_state("v1.13.11"), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    assert [c for c in result.calls if c["tool"] == "kubectl"] == []
-    assert not result.ran(" health ")
-    assert "nothing to do" in result.stderr
-    # A node that is not where the record says is still upgraded.
-    behind = step("upgrade-node", previous(node_env()), cluster_state(), stdin=CREDENTIALS)
-    assert behind.code == 0, behind.stderr
-    assert behind.ran(" upgrade ")
-
-
-def test_an_extension_change_upgrades_a_node_on_the_same_version(step: Callable[..., Result]) -> None:
-    env = node_env(talos_version="v1.13.10", installer=installer(NEW_SCHEMATIC, "v1.13.10"))
-    result = step("upgrade-node", env, cluster_state("v1.13.10", OLD_SCHEMATIC), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    assert result.ran(f"upgrade --image={installer(NEW_SCHEMATIC, 'v1.13.10')}")
-    assert result.state["nodes"][NODE]["schematic"] == NEW_SCHEMATIC
-
-
-def test_waiting_for_the_node_tolerates_it_not_answering_while_it_reboots(step: Callable[..., Result]) -> None:
-    env = node_env(poll_seconds="0")
-    result = step("upgrade-node", env, cluster_state(reboot_calls=2), stdin=CREDENTIALS)
-    assert result.code == 0, result.stderr
-    assert result.stderr.count("waiting:") == 2
-    assert " health " in result.argv()[-1]
-
-
-def test_a_node_that_does_not_show_its_schematic_is_judged_by_the_steps_own_record(
-    step: Callable[..., Result],
-) -> None:
-    state = cluster_state("v1.13.11", None)
-    # Never upgraded by this step to this installer: upgrade (the image may differ).
-    first = step("upgrade-node", node_env(), state, stdin=CREDENTIALS)
-    assert first.code == 0, first.stderr
-    assert first.ran(" upgrade ")
-    # Recorded as done: a re-run skips it.
-    again = step("upgrade-node", previous(node_env()), state, stdin=CREDENTIALS)
-    assert again.code == 0, again.stderr
-    assert not again.ran(" upgrade ")
-
-
-def test_a_failed_health_check_stops_before_the_node_is_touched(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(fail=["health"]), stdin=CREDENTIALS)
-    assert result.code == 1
-    assert not result.ran("kubectl cordon cp-2")
-    assert not result.ran(" upgrade ")
-    assert "health failed" in result.stderr
-
-
-def test_another_cordoned_node_fails_the_health_check_before_anything_is_touched(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(cordoned=["worker-1"]), stdin=CREDENTIALS)
-    assert result.code == 1
-    assert "not schedulable: [worker-1]" in result.stderr
-    assert not result.ran(" upgrade ")
-
-
-def test_the_running_version_is_checked_before_touching_a_node(step: Callable[..., Result]) -> None:
-    # The gate compares recorded versions; the node step compares what the node really runs.
-    result = step("upgrade-node", node_env(), cluster_state("v1.11.6"), stdin=CREDENTIALS)
-    assert result.code == 1
-    assert "skips Talos v1.12" in result.stderr
-    assert not result.ran("kubectl cordon")
-    assert not result.ran(" upgrade ")
-
-
-def test_a_talosctl_older_than_the_target_is_refused(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(client="v1.12.4"), stdin=CREDENTIALS)
-    assert result.code == 1
-    assert "talosctl v1.12.4 is older than the target Talos v1.13.11" in result.stderr
-    assert not result.ran("kubectl cordon")
-
-
-@pytest.mark.parametrize("where", ["client", "node"])
-def test_a_pre_release_version_is_a_step_error_not_a_traceback(step: Callable[..., Result], where: str) -> None:
-    state = cluster_state(client="v1.14.0-beta.1") if where == "client" else cluster_state("v1.14.0-beta.1")
-    result = step("upgrade-node", node_env(), state, stdin=CREDENTIALS)
-    assert result.code == 1
-    assert "Traceback" not in result.stderr
-    assert "'v1.14.0-beta.1'" in result.stderr
-    assert "pre-releases" in result.stderr
-    assert not result.ran("kubectl cordon")
-
-
-def test_a_missing_talosctl_is_named_with_where_to_get_it(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(), tools=(), stdin=CREDENTIALS)
-    assert result.code == 1
-    assert "talosctl is not installed" in result.stderr
-    assert day2.TALOSCTL_INSTALL in result.stderr
-
-
-def test_kubectl_missing_is_named_too(step: Callable[..., Result]) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(), tools=("talosctl",), stdin=CREDENTIALS)
-    assert result.code == 1
-    assert "kubectl is not installed" in result.stderr
-    assert day2.KUBECTL_INSTALL in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------
 # Credentials
 
 
-@pytest.mark.parametrize("name", ["upgrade-node", "remove-node", "upgrade-kubernetes"])
+@pytest.mark.parametrize("name", ["remove-node", "upgrade-kubernetes"])
 def test_credentials_live_in_private_files_only_while_the_step_runs(
     step: Callable[..., Result], name: str, tmp_path: Path
 ) -> None:
@@ -367,7 +215,7 @@ def test_credentials_live_in_private_files_only_while_the_step_runs(
             assert call["kubeconfig_mode"] == "0o600", call
         assert not any(secret in arg for arg in call["args"] for secret in SECRETS)
     # Removed afterwards, and never printed.
-    assert [p for p in tmp_path.iterdir() if p.name.startswith("talos-fleet-")] == []
+    assert leftovers(tmp_path) == []
     for secret in SECRETS:
         assert secret not in result.stdout
         assert secret not in result.stderr
@@ -375,11 +223,12 @@ def test_credentials_live_in_private_files_only_while_the_step_runs(
 
 def test_each_step_mints_a_short_lived_admin_certificate_from_the_os_ca(step: Callable[..., Result]) -> None:
     env = node_env()
-    result = step("upgrade-node", env, cluster_state(), stdin=CREDENTIALS)
+    result = step("remove-node", env, cluster_state(), stdin=CREDENTIALS)
     assert result.code == 0, result.stderr
     [minted] = result.state["minted"].values()
     assert minted["roles"] == ["os:admin"]
-    # Long enough for the longest step (health, drain, upgrade, wait, health), short otherwise.
+    # Long enough for the longest step, or a rollout's longest wave (health, drain, upgrade or
+    # reboot, wait, health), short otherwise.
     longest = 4 * int(env["TALOS_FLEET_HEALTH_TIMEOUT_MINUTES"]) + int(env["TALOS_FLEET_DRAIN_TIMEOUT_MINUTES"])
     assert longest <= minted["hours"] * 60 <= 24 * 60
     gen = [c for c in result.calls if c["args"][:1] == ["gen"]]
@@ -399,7 +248,7 @@ def test_each_step_mints_a_short_lived_admin_certificate_from_the_os_ca(step: Ca
 def test_credentials_that_are_not_a_base64_ca_are_refused_before_any_call(
     step: Callable[..., Result], stdin: str
 ) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(), stdin=stdin)
+    result = step("remove-node", node_env(), cluster_state(), stdin=stdin)
     assert result.code == 1
     assert "the Talos CA on stdin is missing or not base64" in result.stderr
     assert result.calls == []
@@ -426,9 +275,10 @@ def test_a_removal_with_the_client_configuration_stored_by_an_earlier_release_st
 
 
 def test_credentials_are_removed_when_a_step_fails(step: Callable[..., Result], tmp_path: Path) -> None:
-    result = step("upgrade-node", node_env(), cluster_state(fail=["upgrade"]), stdin=CREDENTIALS)
+    result = step("remove-node", node_env(), cluster_state(fail=["reset"]), stdin=CREDENTIALS)
     assert result.code == 1
-    assert [p for p in tmp_path.iterdir() if p.name.startswith("talos-fleet-")] == []
+    assert result.ran(" reset ")
+    assert leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,10 +287,99 @@ def test_credentials_are_removed_when_a_step_fails(step: Callable[..., Result], 
 
 @pytest.mark.parametrize("name", ["record-node", "record-kubernetes", "gate"])
 def test_creation_steps_run_no_tool(step: Callable[..., Result], name: str) -> None:
-    env = {**node_env(), "TALOS_FLEET_KUBERNETES_VERSION": "v1.36.3"}
+    env = {**node_env(), "TALOS_FLEET_TALOS_VERSION": "v1.13.11", "TALOS_FLEET_KUBERNETES_VERSION": "v1.36.3"}
     result = step(name, env, cluster_state(), tools=())
     assert result.code == 0, result.stderr
     assert result.calls == []
+
+
+def test_a_lifecycle_records_its_node_on_create_and_update_and_touches_nothing(step: Callable[..., Result]) -> None:
+    env = worker_env()
+    result = step("record-node", {**env, "PULUMI_COMMAND_STDOUT": json.dumps({"removed": "x"})}, tools=())
+    assert result.code == 0, result.stderr
+    assert result.calls == []
+    assert result.record() == {"hostname": env["TALOS_FLEET_HOSTNAME"], "role": env["TALOS_FLEET_ROLE"]}
+
+
+def test_every_step_has_a_constant_command_and_upgrade_node_is_gone() -> None:
+    """The steps the graph names (components/cluster_operations.py): the per-node upgrade moved
+    into the upgrade rollout."""
+    wanted = {"gate", "record-node", "remove-node", "record-kubernetes", "upgrade-kubernetes"}
+    wanted |= {"record-upgrades", "upgrade-rollout", "record-config", "roll-config"}
+    assert set(day2.STEPS) == wanted
+    for name in wanted:
+        assert day2.command(name) == f"python3 -m talos_fleet.day2 {name}"
+    with pytest.raises(KeyError):
+        day2.command("upgrade-node")
+
+
+def test_a_packed_record_field_is_base64_of_zlib_json_and_comes_back_unpacked() -> None:
+    value = {"worker-1": "0123456789ab:ba9876543210", "cp-1": "aaaaaaaaaaaa:bbbbbbbbbbbb"}
+    packed = day2.pack(value)
+    assert json.loads(zlib.decompress(base64.b64decode(packed, validate=True))) == value
+    record = {"config": packed, "talos": "v1.13.9"}
+    # pulumi-command hands back the whole stdout: progress lines never go there, but the record is
+    # the last line whatever came before.
+    env = day2.Env({"PULUMI_COMMAND_STDOUT": "noise\n" + json.dumps(record)})
+    assert env.previous() == {"config": value, "talos": "v1.13.9"}
+    broken = day2.Env({"PULUMI_COMMAND_STDOUT": json.dumps({"config": "not packed!"})})
+    assert broken.previous() is None
+    assert day2.Env({}).previous() is None
+
+
+def test_stderr_stays_under_its_budget_and_the_rest_goes_to_a_private_log_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pulumi-command hands the whole stderr to the command's next run as one environment string
+    (PULUMI_COMMAND_STDERR), which Linux caps at 128 KiB: a rollout over thousands of nodes must not
+    print all its progress there."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    progress = day2.Progress(budget=4096)
+    monkeypatch.setattr(day2, "PROGRESS", progress)
+    lines = [f"node-{i:05d}: upgraded" for i in range(2000)]
+    for line in lines:
+        day2.log(line)
+    day2.log("stopped: the last words", always=True)
+    shown = stderr.getvalue()
+    assert len(shown.encode()) <= 4096 + 300  # the budget, the notice and the last words
+    [logfile] = [p for p in tmp_path.iterdir() if p.name.endswith(".log")]
+    assert str(logfile) in shown
+    assert oct(os.stat(logfile).st_mode & 0o777) == "0o600"
+    # Nothing lost: every line is on stderr or in the file, in order.
+    kept = [line for line in shown.splitlines() if line.startswith("talos-fleet: node-")]
+    assert kept + logfile.read_text().splitlines()[: len(lines) - len(kept)] == [f"talos-fleet: {x}" for x in lines]
+    assert shown.splitlines()[-1] == "talos-fleet: stopped: the last words"
+
+
+def test_a_rollout_mints_a_new_certificate_before_a_wave_could_outlive_the_current_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = day2.Env(node_env())
+    minted: list[str] = []
+    closed: list[str] = []
+
+    @contextlib.contextmanager
+    def fake_credentials(env: day2.Env, stdin: str, kubernetes: bool) -> Iterator[day2.Tools]:
+        name = f"certificate-{len(minted)}"
+        minted.append(name)
+        yield day2.Tools({"which": name}, CONTROL_PLANE)
+        closed.append(name)
+
+    now = [1000.0]
+    monkeypatch.setattr(day2, "credentials", fake_credentials)
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    lasts = env.certificate_hours() * 3600
+    with day2.Renewing(env, CREDENTIALS) as session:
+        first = session.tools()
+        now[0] += lasts - env.wave_minutes() * 60 - 3600  # plenty left for a wave: the same one
+        assert session.tools() is first
+        now[0] += 3600  # a wave starting now could end after the certificate: a new one
+        second = session.tools()
+        assert second is not first
+        assert closed == ["certificate-0"]
+    assert minted == closed == ["certificate-0", "certificate-1"]
 
 
 def test_kubernetes_upgrade_runs_upgrade_k8s_once_then_checks_health(step: Callable[..., Result]) -> None:
@@ -480,6 +419,53 @@ def test_removal_drains_resets_gracefully_then_deletes_the_node(
     assert reset["reset"] == {"graceful": True, "reboot": False}
     # The reset's own drain (best effort) found the node drained already: one effective drain.
     assert reset["reset_found_drained"] is True
+
+
+def test_concurrent_removals_of_one_cluster_run_one_at_a_time(tmp_path: Path) -> None:
+    """Pulumi deletes lifecycles in parallel (no edges between them): each removal takes the
+    cluster's lock for its whole drain, reset and delete, so one node is out at a time."""
+    steps = Steps(tmp_path)
+    state = cluster_state(etcd_members=3, slow={"drain": 0.5})
+    steps.prepare(state)
+    envs = [worker_env(), node_env()]
+    processes = [steps.start("remove-node", env, stdin=CREDENTIALS) for env in envs]
+    results = [steps.finish(p) for p in processes]
+    assert [r.code for r in results] == [0, 0], [r.stderr for r in results]
+    hosts = {env["TALOS_FLEET_HOSTNAME"]: env["TALOS_FLEET_NODE"] for env in envs}
+
+    def owner(call: dict[str, Any]) -> str | None:
+        args = call["args"]
+        if call["tool"] == "kubectl" and args[:1] != ["get"]:
+            return args[-1] if args[-1] in hosts else next((a for a in args if a in hosts), None)
+        if "reset" in args:
+            return next(h for h, ip in hosts.items() if ip in args)
+        return None
+
+    sequence = [o for o in (owner(c) for c in results[-1].calls) if o is not None]
+    # Each node's cordon, drain, reset and delete run as one block: never interleaved.
+    first = sequence[0]
+    switch = sequence.index(next(h for h in sequence if h != first))
+    assert set(sequence[:switch]) == {first}, sequence
+    assert first not in sequence[switch:], sequence
+    for host in hosts:
+        mine = [c for c in results[-1].calls if owner(c) == host]
+        verbs = [c["args"][0] if c["tool"] == "kubectl" else "reset" for c in mine]
+        assert verbs == ["cordon", "drain", "reset", "delete"], (host, verbs)
+    # Both processes really overlapped: the second one waited for the lock.
+    assert any("waiting for another node's removal" in r.stderr for r in results)
+    lock = tmp_path / "talos-fleet-homelab.lock"
+    assert oct(os.stat(lock).st_mode & 0o777) == "0o600"
+
+
+def test_teardown_takes_no_lock(step: Callable[..., Result], tmp_path: Path) -> None:
+    import fcntl
+
+    lock = tmp_path / "talos-fleet-homelab.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = step("remove-node", destroy(worker_env()), cluster_state(kubernetes_down=True), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert result.ran("reset --graceful=false --reboot --wait=false")
 
 
 def test_a_removal_whose_drain_fails_leaves_the_node_schedulable(step: Callable[..., Result]) -> None:

@@ -9,6 +9,14 @@ there by a test for the provider's talosconfig). Every call is appended to FAKE_
 must check: the arguments, and the credential files the tool was given (their modes, and whether
 they were private at the time).
 
+Day-2 rollouts add: `apply-config` (a config file plus patches, every mode, dry-run) against the
+node's MachineConfigs, with Talos 1.13's live-or-reboot rule and 1.14's absence of it; `reboot`,
+after which a staged config is the active one; nodes that go NotReady when their active config
+holds a marker (`not_ready_marker`), to fail a health check after a given apply; calls that take
+a while (`slow`: seconds per verb), to show what runs at the same time. Calls may run in parallel
+(make status, a rollout's worker batch, concurrent removals): each one's read, change and write of
+the state holds a lock on it.
+
 Every answer and behaviour below is what the real tool does, read from its source at the tag
 cited beside it (siderolabs/talos v1.13.9, kubernetes/kubectl v0.36.3); texts are paraphrased in
 shape, never copied beyond the words a parser looks at.
@@ -18,18 +26,38 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+import difflib
+import fcntl
 import hashlib
 import json
 import os
 import stat
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
-
-import yaml
 
 TALOS = "siderolabs/talos v1.13.9"
 KUBECTL = "kubernetes/kubectl v0.36.3"
+
+
+def _yaml() -> ModuleType:
+    """PyYAML, imported only by the calls that read YAML: most calls read JSON only, and a
+    rollout test makes hundreds of calls."""
+    import yaml
+
+    return yaml
+
+
+def _load(text: str) -> Any:
+    """YAML, which JSON is a subset of: the JSON parser first, it is much faster."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _yaml().safe_load(text)
 
 
 class RefusedError(Exception):
@@ -45,9 +73,6 @@ def _mode(path: str | None) -> str | None:
 
 def main() -> int:
     tool, *args = sys.argv[1:]
-    with open(os.environ["FAKE_STATE"]) as handle:
-        before = handle.read()
-    state = json.loads(before)
     talosconfig, kubeconfig = os.environ.get("TALOSCONFIG"), os.environ.get("KUBECONFIG")
     entry = {
         "tool": tool,
@@ -58,7 +83,7 @@ def main() -> int:
         "kubeconfig_mode": _mode(kubeconfig),
         "files_mode": {p: _mode(p) for p in _paths(args)},
     }
-    # One write per line on an O_APPEND descriptor: calls run in parallel (make status).
+    # One write per line on an O_APPEND descriptor: calls run in parallel.
     fd = os.open(os.environ["FAKE_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(entry) + "\n").encode())
@@ -66,30 +91,67 @@ def main() -> int:
         os.close(fd)
     verb = _verb(tool, args)
     try:
-        if verb in state.get("fail", []):
-            raise RefusedError(f"fake {tool}: {verb} failed")
-        out = _kubectl(verb, args, state) if tool == "kubectl" else _talosctl(verb, args, state)
+        # Waiting happens outside the lock: other calls go on meanwhile, as on real machines.
+        _wait(tool, verb, args)
+        with _locked_state() as state:
+            # A verb fails everywhere, or `verb@address` on one node only.
+            failing = state.get("fail", [])
+            if verb in failing or (tool == "talosctl" and f"{verb}@{_flag(args, 'nodes')}" in failing):
+                raise RefusedError(f"fake {tool}: {verb} failed")
+            out = _kubectl(verb, args, state) if tool == "kubectl" else _talosctl(verb, args, state)
     except RefusedError as refused:
         print(refused, file=sys.stderr)
         return 1
-    finally:
-        after = json.dumps(state)
-        if after != before:
-            # Replaced whole, never rewritten in place: a call running in parallel reads either
-            # version, not half of one.
-            temporary = f"{os.environ['FAKE_STATE']}.{os.getpid()}"
-            with open(temporary, "w") as handle:
-                handle.write(after)
-            os.replace(temporary, os.environ["FAKE_STATE"])
     if out:
         print(out)
     return 0
 
 
+@contextmanager
+def _locked_state() -> Iterator[dict[str, Any]]:
+    """The state, read and written back (also when the call is refused) under an exclusive lock,
+    so calls running in parallel never lose each other's changes."""
+    path = os.environ["FAKE_STATE"]
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(path) as handle:
+            before = handle.read()
+        state = json.loads(before)
+        try:
+            yield state
+        finally:
+            after = json.dumps(state)
+            if after != before:
+                # Replaced whole, never rewritten in place: a reader without the lock sees either
+                # version, not half of one.
+                temporary = f"{path}.{os.getpid()}"
+                with open(temporary, "w") as handle:
+                    handle.write(after)
+                os.replace(temporary, path)
+
+
+def _wait(tool: str, verb: str, args: list[str]) -> None:
+    """What takes time, read from the state without the lock (tests set it before the run)."""
+    with open(os.environ["FAKE_STATE"]) as handle:
+        state = json.load(handle)
+    time.sleep(float(state.get("slow", {}).get(verb, 0)))
+    if tool != "talosctl":
+        return
+    for ip in (_flag(args, "endpoints"), _flag(args, "nodes")):
+        node = state["nodes"].get(ip or "")
+        if node is not None and node.get("hang"):
+            # A machine that drops packets: talosctl sets no dial or call deadline (TALOS
+            # pkg/machinery/client/connection.go getConn, options.go defaultDialOptions), so it
+            # waits for as long as the TCP connect takes; the caller's own timeout has to end it.
+            time.sleep(float(node["hang"]))
+            raise RefusedError("rpc error: code = DeadlineExceeded desc = context deadline exceeded")
+
+
 def _paths(args: list[str]) -> list[str]:
-    return [
-        a.split("=", 1)[1] for a in args if a.startswith(("--key=", "--csr=")) and os.path.exists(a.split("=", 1)[1])
-    ]
+    """Files the call was handed: keys and requests, configs and patches (`@file`)."""
+    paths = [a.split("=", 1)[1].removeprefix("@") for a in args if a.startswith(("--key=", "--csr=", "--file="))]
+    paths += [a.split("=", 1)[1].removeprefix("@") for a in args if a.startswith("--config-patch=@")]
+    return [p for p in paths if os.path.exists(p)]
 
 
 def _flag(args: list[str], name: str, default: str | None = None) -> str | None:
@@ -101,6 +163,17 @@ def _flag(args: list[str], name: str, default: str | None = None) -> str | None:
             nxt = args[i + 1] if i + 1 < len(args) else ""
             return nxt if name in ("nodes", "endpoints") else "true"
     return default
+
+
+def _flags(args: list[str], name: str, short: str = "") -> list[str]:
+    """Every value of a repeatable flag (`--name=v`, `--name v`, `-s v`), in order."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg.startswith(f"--{name}="):
+            values.append(arg.split("=", 1)[1])
+        elif arg in (f"--{name}", *([f"-{short}"] if short else [])) and i + 1 < len(args):
+            values.append(args[i + 1])
+    return values
 
 
 def _output(args: list[str]) -> str | None:
@@ -186,6 +259,10 @@ def _talosctl(verb: str, args: list[str], state: dict[str, Any]) -> str:
         return "\n".join(["NODE   ID   HOSTNAME   PEER URLS   CLIENT URLS   LEARNER", *rows])
     if verb == "upgrade":
         return _upgrade(args, node_ip, node, endpoint, state)
+    if verb in ("apply-config", "apply"):
+        return _apply_config(args, node, state)
+    if verb == "reboot":
+        return _reboot(args, node_ip, node, endpoint, state)
     if verb == "reset":
         return _reset(args, node, state)
     if verb == "upgrade-k8s":
@@ -203,7 +280,7 @@ def _check_talosconfig(state: dict[str, Any]) -> str:
     with open(os.environ["TALOSCONFIG"]) as handle:
         # YAML (the provider's talosconfig output; the day-2 steps write JSON, which is YAML too):
         # TALOS pkg/machinery/client/config/config.go FromBytes decodes with a YAML decoder.
-        config = yaml.safe_load(handle)
+        config = _load(handle.read())
     context = config["contexts"][config["context"]]
     decoded = {}
     for field, what in (("ca", "CA"), ("crt", "certificate"), ("key", "key")):
@@ -224,18 +301,12 @@ def _check_talosconfig(state: dict[str, Any]) -> str:
 
 
 def _answering(state: dict[str, Any], ip: str) -> dict[str, Any]:
-    node: dict[str, Any] | None = state["nodes"].get(ip)
-    if node is not None and node.get("hang"):
-        # A machine that drops packets: talosctl sets no dial or call deadline (TALOS
-        # pkg/machinery/client/connection.go getConn, options.go defaultDialOptions), so it waits
-        # for as long as the TCP connect takes; the caller's own timeout has to end it.
-        time.sleep(float(node["hang"]))
-        raise RefusedError("rpc error: code = DeadlineExceeded desc = context deadline exceeded")
+    node: dict[str, Any] | None = state["nodes"].get(ip)  # a hanging machine: _wait
     if node is None or node.get("down"):
         raise RefusedError(
             f"rpc error: code = Unavailable desc = connection error: dial tcp {ip}:50000: connect: no route to host"
         )
-    if node.get("rebooting", 0) > 0:  # answers nothing for a few calls after an upgrade
+    if node.get("rebooting", 0) > 0:  # answers nothing for a few calls after an upgrade or reboot
         node["rebooting"] -= 1
         raise RefusedError(f"rpc error: code = Unavailable desc = {ip} is rebooting")
     return node
@@ -308,6 +379,14 @@ def _health(node: dict[str, Any], state: dict[str, Any]) -> str:
     _control_plane_only(node, "cluster health check")
     cordoned = [h for h in _hostnames(state) if h in state.get("cordoned", [])]
     print("waiting for etcd to be healthy: OK", file=sys.stderr)
+    # Readiness is checked before schedulability (default.go DefaultClusterChecks,
+    # kubernetes.go K8sAllNodesReadyAssertion).
+    members = _hostnames(state)
+    not_ready = [n["hostname"] for n in state["nodes"].values() if n["hostname"] in members and not _ready(n, state)]
+    if not_ready:
+        print(f"waiting for all k8s nodes to report ready: some nodes are not ready: [{not_ready[0]}]", file=sys.stderr)
+        raise RefusedError("rpc error: code = Unknown desc = context deadline exceeded")
+    print("waiting for all k8s nodes to report ready: OK", file=sys.stderr)
     if cordoned:
         print(
             f"waiting for all k8s nodes to report schedulable: some nodes are not schedulable: [{cordoned[0]}]",
@@ -366,6 +445,249 @@ def _upgrade(
     # The reporter writes progress to stderr (TALOS pkg/reporter/reporter.go New).
     print(f"{node_ip}: upgrade completed", file=sys.stderr)
     return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine configuration: apply-config and reboot
+
+# The v1alpha1 subtrees a 1.13 node copies from its running config into a new one before
+# comparing them: a change confined to them applies without a reboot (TALOS
+# internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go CanApplyImmediate; YAML names
+# from the struct tags in pkg/machinery/config/types/v1alpha1/v1alpha1_types.go). The machine
+# ones only when both configs have `machine`, the features ones only when both have `features`.
+LIVE_TOP = ("debug", "cluster")
+LIVE_MACHINE = (
+    "ca",
+    "acceptedCAs",
+    "time",
+    "certSANs",
+    "install",
+    "network",
+    "sysfs",
+    "sysctls",
+    "logging",
+    "controlPlane",
+    "kubelet",
+    "kernel",
+    "registries",
+    "pods",
+    "seccompProfiles",
+    "nodeAnnotations",
+    "nodeLabels",
+    "nodeTaints",
+)
+LIVE_FEATURES = ("kubernetesTalosAPIAccess", "kubePrism", "hostDNS", "imageCache", "nodeAddressSortAlgorithm")
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.lstrip("v").split("-")[0].split(".")[:2])
+
+
+def _documents(text: str) -> list[Any]:
+    return [d for d in _yaml().safe_load_all(text) if d is not None]
+
+
+def encode(documents: list[Any]) -> str:
+    """How the node shows a config: its documents re-encoded, v1alpha1 first, `---` between
+    (TALOS pkg/machinery/config/container/container.go encodeToBuf). Keys sorted here; the real
+    encoder keeps struct order. Both sides of every comparison go through it, as both sides of
+    the node's diff go through EncodeBytes (pkg/machinery/config/configdiff/configdiff.go)."""
+    yaml = _yaml()
+    return "---\n".join(yaml.safe_dump(d, sort_keys=True) for d in documents)
+
+
+def _v1alpha1(documents: list[Any]) -> dict[str, Any] | None:
+    return next((d for d in documents if isinstance(d, dict) and "kind" not in d), None)
+
+
+def _merge(left: dict[str, Any], right: dict[str, Any]) -> None:
+    """Maps merge key by key, lists append (TALOS pkg/machinery/config/merge/merge.go: slices
+    append unless tagged `merge:"replace"`, which this fake does not know), scalars replace."""
+    for key, value in right.items():
+        if isinstance(value, dict) and isinstance(left.get(key), dict):
+            _merge(left[key], value)
+        elif isinstance(value, list) and isinstance(left.get(key), list):
+            left[key] = left[key] + copy.deepcopy(value)
+        else:
+            left[key] = copy.deepcopy(value)
+
+
+def _patch_text(patch: str) -> str:
+    """`@file` reads the file; a value without a space, a newline or a leading `[`/`{` is taken for
+    a file name too; anything else is the patch itself (TALOS
+    pkg/machinery/config/configpatcher/load.go LoadPatches)."""
+    if patch.startswith("@"):
+        path = patch[1:]
+    elif not any(c in patch for c in "\n ") and not patch.startswith(("[", "{")):
+        path = patch
+    else:
+        return patch
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError as error:
+        raise RefusedError(f"open {path}: {error.strerror}") from None
+
+
+def _identity(document: dict[str, Any]) -> tuple[Any, ...]:
+    """v1alpha1 (no kind) is one document; the others are told apart by apiVersion, kind, name."""
+    if "kind" not in document:
+        return ("v1alpha1",)
+    return (document.get("apiVersion"), document["kind"], document.get("name"))
+
+
+def render(config: str, patches: list[str]) -> list[Any]:
+    """The config talosctl sends: the file's documents with each patch applied in order as a
+    strategic merge: documents with the same apiVersion, kind and name merge, others are appended
+    (TALOS cmd/talosctl/cmd/talos/apply-config.go, pkg/machinery/config/configpatcher/strategic.go
+    StrategicMerge). Delete selectors and JSON patches are not modelled: refused."""
+    documents = _documents(config)
+    for patch in patches:
+        for document in _documents(_patch_text(patch)):
+            if not isinstance(document, dict) or "$patch" in json.dumps(document):
+                raise RefusedError("fake talosctl: only strategic merge patches without delete are modelled")
+            target = next((d for d in documents if _identity(d) == _identity(document)), None)
+            if target is None:
+                documents.append(copy.deepcopy(document))
+            else:
+                _merge(target, document)
+    return documents
+
+
+def _immediate(current: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """CanApplyImmediate on the v1alpha1 documents: the new one with the live subtrees taken from
+    the running one must equal the running one. No running config: not immediate."""
+    if current is None:
+        return False
+    candidate = copy.deepcopy(new)
+
+    def take(into: dict[str, Any], source: dict[str, Any], keys: tuple[str, ...]) -> None:
+        for key in keys:
+            if key in source:
+                into[key] = copy.deepcopy(source[key])
+            else:
+                into.pop(key, None)
+
+    take(candidate, current, LIVE_TOP)
+    machine, running = candidate.get("machine"), current.get("machine")
+    if isinstance(machine, dict) and isinstance(running, dict):
+        take(machine, running, LIVE_MACHINE)
+        features, running_features = machine.get("features"), running.get("features")
+        if isinstance(features, dict) and isinstance(running_features, dict):
+            take(features, running_features, LIVE_FEATURES)
+    return candidate == current
+
+
+def _apply_config(args: list[str], node: dict[str, Any], state: dict[str, Any]) -> str:
+    """talosctl renders the config locally and sends it with the mode (default `auto`), then
+    prints the answer's ModeDetails on stderr; an error after a short prefix, then the rpc
+    error (TALOS cmd/talosctl/cmd/talos/apply-config.go, cmd/talosctl/pkg/talos/helpers/mode.go
+    AddModeFlags, PrintApplyResults). The node (TALOS internal/app/machined/internal/server/
+    v1alpha1/v1alpha1_server.go ApplyConfiguration, Talos 1.13): no v1alpha1 document is refused;
+    `no-reboot` and `try` refuse a change CanApplyImmediate rejects, before anything changes, also
+    in a dry-run; `auto` becomes a reboot then; a dry-run answers the mode it would use and a diff
+    against the ACTIVE config (generateDiff: "No changes." for none). Then `try` sets the active
+    config only (its rollback timer is not modelled), `no-reboot` the persistent and the active
+    one, `staged` the persistent one (read at the next boot), `reboot` the persistent one and
+    reboots without draining. Talos 1.14 (siderolabs/talos v1.14.0-rc.1, same file): no
+    CanApplyImmediate, `auto` is always `no-reboot`, and `reboot` is refused as Unimplemented.
+    Talosctl 1.14 no longer offers `--mode=reboot` (helpers/mode.go at that tag)."""
+    mode = _flag(args, "mode", "auto") or "auto"
+    modes = ["auto", "no-reboot", "staged", "try"]
+    if _minor(state.get("client", "v1.13.10")) < (1, 14):
+        modes.append("reboot")
+    if mode not in modes:
+        # Mode.Set (helpers/mode.go).
+        raise RefusedError(f"possible options are: {', '.join(sorted(modes))}")
+    path = _flag(args, "file") or ""
+    try:
+        with open(path) as handle:
+            text = handle.read()
+    except OSError:
+        raise RefusedError(f"could not read the configuration from {path!r}") from None
+    documents = render(text, _flags(args, "config-patch", "p"))
+    configs = node.setdefault("config", {})
+    active = _documents(configs["v1alpha1"]) if "v1alpha1" in configs else None
+
+    def refused(code: str, desc: str) -> RefusedError:
+        return RefusedError(f"error applying the configuration: rpc error: code = {code} desc = {desc}")
+
+    new = _v1alpha1(documents)
+    if new is None:
+        raise refused("InvalidArgument", "the config holds no v1alpha1 document")
+    if _minor(node["version"]) >= (1, 14):
+        if mode == "reboot":
+            raise refused("Unimplemented", "REBOOT mode is not supported; use AUTO or NO_REBOOT")
+        immediate = True
+    else:
+        immediate = _immediate(_v1alpha1(active) if active is not None else None, new)
+    before = encode(active) if active is not None else ""
+    after = encode(documents)
+    if mode in ("try", "no-reboot"):
+        if not immediate:
+            diff = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True)))
+            raise refused("InvalidArgument", f"this config change can't be applied in immediate mode\ndiff:\n{diff}")
+        details = "Config applied, no reboot"
+    elif mode == "staged":
+        details = "Config staged for the next reboot"
+    else:
+        mode = "no-reboot" if mode == "auto" and immediate else "reboot"
+        details = "Config applied, no reboot" if mode == "no-reboot" else "Config applied, rebooting"
+    if "--dry-run" in args or _flag(args, "dry-run") == "true":
+        diff = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True))) or "No changes."
+        print(f"Dry run:\n{details} (not done).\nConfig diff:\n\n{diff}", file=sys.stderr)
+        return ""
+    node.setdefault("applied", []).append(mode)
+    if mode in ("try", "no-reboot"):
+        configs["v1alpha1"] = after
+    if mode in ("no-reboot", "staged", "reboot"):
+        configs["persistent"] = after
+    if mode == "reboot":
+        _boot(node, state)
+    print(details, file=sys.stderr)
+    return ""
+
+
+def _boot(node: dict[str, Any], state: dict[str, Any]) -> None:
+    """A reboot: the config on disk (`persistent`) becomes the active one, and the `persistent`
+    resource is not written again when the disk was the only source (TALOS
+    internal/app/machined/pkg/controllers/config/acquire.go stateDisk and the SetPersistedConfig
+    guard). Nothing drains: the Reboot sequence has no CordonAndDrainNode phase
+    (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go Reboot)."""
+    configs = node.setdefault("config", {})
+    if "persistent" in configs:
+        configs["v1alpha1"] = configs.pop("persistent")
+    state.setdefault("reboots", []).append(
+        {"host": node["hostname"], "cordoned": node["hostname"] in state.get("cordoned", [])}
+    )
+    node["rebooting"] = state.get("reboot_calls", 0)
+
+
+def _reboot(
+    args: list[str], node_ip: str, node: dict[str, Any], endpoint: dict[str, Any], state: dict[str, Any]
+) -> str:
+    """`talosctl reboot`: `--drain` (off by default) cordons and drains through a Kubernetes
+    client from the endpoint's kubeconfig, then reboots, waits (`--wait`, on by default, until
+    the boot id changed) and uncordons (TALOS cmd/talosctl/cmd/talos/reboot.go rebootRun, track.go
+    addTrackActionFlags)."""
+    drain = _flag(args, "drain", "false") == "true"
+    host = node["hostname"]
+    if drain:
+        _control_plane_only(endpoint, "kubeconfig")
+        _cordon(state, host, "talosctl")
+        state.setdefault("drained", []).append(host)
+    _boot(node, state)
+    if drain:
+        _uncordon(state, host)
+    return ""
+
+
+def _ready(node: dict[str, Any], state: dict[str, Any]) -> bool:
+    """A test's stand-in for a bad config: a node whose active config holds the marker is
+    NotReady."""
+    marker = state.get("not_ready_marker")
+    active = node.get("config", {}).get("v1alpha1", "")
+    return bool(node.get("ready", True)) and not (marker and marker in active)
 
 
 def _reset(args: list[str], node: dict[str, Any], state: dict[str, Any]) -> str:
@@ -488,7 +810,7 @@ def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
     if _output(args) != "json":
         raise RefusedError("fake kubectl: status asks for nodes as JSON only")
     with open(os.environ["KUBECONFIG"]) as handle:
-        config = yaml.safe_load(handle) or {}
+        config = _load(handle.read()) or {}
     # The API server of the kubeconfig's cluster knows that cluster's Nodes only.
     cluster = next(iter(c.get("name") for c in config.get("clusters") or []), None)
     items = []
@@ -499,7 +821,7 @@ def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
         spec: dict[str, Any] = {"podCIDRs": ["10.244.0.0/24"]}
         if host in state.get("cordoned", []):
             spec["unschedulable"] = True
-        ready = "True" if node.get("ready", True) else "False"
+        ready = "True" if _ready(node, state) else "False"
         condition = {"type": "Ready", "status": ready}
         kubelet = node.get("kubelet", state.get("kubernetes", "v1.36.3"))
         items.append(

@@ -1,0 +1,669 @@
+"""The two rollouts as pulumi-command runs them (`python3 -m talos_fleet.day2 <step>`), against the
+fake talosctl and kubectl (tests/fakes/tool.py), on a small cluster: three control planes and up
+to four workers. The previous record each update sees is what the step's own creation printed
+(pulumi-command hands the last stdout back as PULUMI_COMMAND_STDOUT), and every expected order is
+computed here from the cluster (control planes alone in hostname order, then workers in hostname
+order in batches), never read from the step. Plus the config rollout's schedule on generated
+fleets of thousands of nodes, and the records' size limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from talos_fleet import day2
+from tests.fakes import tool as fake
+from tests.test_day2 import CA_B64, CREDENTIALS, NEW_SCHEMATIC, OLD_SCHEMATIC, Result, Steps, installer, leftovers
+
+CONTROL_PLANE = "controlplane"
+CLUSTER = (
+    ("cp-1", "10.17.3.11", CONTROL_PLANE),
+    ("cp-2", "10.17.3.12", CONTROL_PLANE),
+    ("cp-3", "10.17.3.13", CONTROL_PLANE),
+    ("worker-1", "10.17.3.21", "worker"),
+    ("worker-2", "10.17.3.22", "worker"),
+    ("worker-3", "10.17.3.23", "worker"),
+    ("worker-4", "10.17.3.24", "worker"),
+)
+IP = {h: ip for h, ip, _ in CLUSTER}
+HOST = {ip: h for h, ip, _ in CLUSTER}
+ROLE = {h: role for h, _, role in CLUSTER}
+Node = tuple[str, str, str]
+
+
+def expected_waves(hosts: Iterable[str], batch: int) -> list[list[str]]:
+    """Control planes one by one, then workers in batches, each in hostname order."""
+    ordered = sorted(hosts)
+    workers = [h for h in ordered if ROLE[h] != CONTROL_PLANE]
+    return [[h] for h in ordered if ROLE[h] == CONTROL_PLANE] + [
+        workers[i : i + batch] for i in range(0, len(workers), batch)
+    ]
+
+
+def compact(value: dict[str, str]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def policy(batch: int) -> dict[str, str]:
+    return {
+        "TALOS_FLEET_CLUSTER": "homelab",
+        "TALOS_FLEET_CONTROL_PLANE": IP["cp-1"],
+        "TALOS_FLEET_ALLOW_DOWNGRADE": "false",
+        "TALOS_FLEET_HEALTH_TIMEOUT_MINUTES": "15",
+        "TALOS_FLEET_DRAIN_TIMEOUT_MINUTES": "10",
+        "TALOS_FLEET_WORKER_BATCH_SIZE": str(batch),
+        "TALOS_FLEET_POLL_SECONDS": "0",
+    }
+
+
+@pytest.fixture
+def steps(tmp_path: Path) -> Steps:
+    return Steps(tmp_path)
+
+
+def node_calls(result: Result, verb: str, *needles: str) -> list[str]:
+    """The hostnames of the talosctl `verb` calls whose arguments contain every needle, in order."""
+    found = []
+    for call in result.calls:
+        args = call["args"]
+        if call["tool"] == "talosctl" and verb in args and all(any(n in a for a in args) for n in needles):
+            found.append(HOST[args[args.index("--nodes") + 1]])
+    return found
+
+
+def events(result: Result) -> list[tuple[str, str]]:
+    """What happened to whom, in order: kubectl's cordon, drain and uncordon, talosctl's upgrade,
+    applies (by mode, dry-runs apart), reboots, and cluster health checks."""
+    out = []
+    for call in result.calls:
+        args = call["args"]
+        if call["tool"] == "kubectl" and args[0] in ("cordon", "drain", "uncordon"):
+            out.append((args[0], args[1]))
+        elif call["tool"] == "talosctl" and "--nodes" in args:
+            host = HOST.get(args[args.index("--nodes") + 1], "")
+            verb = args[4]
+            if verb == "health":
+                out.append(("health", ""))
+            elif verb in ("upgrade", "reboot"):
+                out.append((verb, host))
+            elif verb == "apply-config":
+                mode = next((a.split("=", 1)[1] for a in args if a.startswith("--mode=")), "auto")
+                out.append(("dry-run" if "--dry-run" in args else f"apply {mode}", host))
+    return out
+
+
+def assert_health_only_while_nothing_is_cordoned(result: Result) -> None:
+    cordoned: set[str] = set()
+    for what, host in events(result):
+        if what in ("cordon", "drain"):
+            cordoned.add(host)
+        elif what == "uncordon":
+            cordoned.discard(host)
+        elif what == "health":
+            assert cordoned == set(), events(result)
+
+
+def touched_in_waves(result: Result, touch: tuple[str, ...]) -> list[list[str]]:
+    """The nodes `touch` events reached between two health checks, wave by wave (in hostname
+    order: a batch's nodes run at the same time)."""
+    waves: list[list[str]] = [[]]
+    for what, host in events(result):
+        if what == "health":
+            waves.append([])
+        elif what in touch and host not in waves[-1]:
+            waves[-1].append(host)
+    return [sorted(w) for w in waves if w]
+
+
+# ---------------------------------------------------------------------------------------------
+# The upgrade rollout
+
+
+def upgrade_env(
+    nodes: Iterable[Node] = CLUSTER, version: str = "v1.13.11", schematic: str = OLD_SCHEMATIC, batch: int = 2
+) -> dict[str, str]:
+    env = {**policy(batch), "TALOS_FLEET_TALOS_VERSION": version}
+    env["TALOS_FLEET_INSTALLER_amd64"] = installer(schematic, version)
+    for host, ip, role in nodes:
+        env[f"TALOS_FLEET_TARGET_{host}"] = compact({"arch": "amd64", "ip": ip, "role": role})
+    return env
+
+
+def fleet(
+    nodes: Iterable[Node] = CLUSTER, version: str = "v1.13.10", schematic: str | None = OLD_SCHEMATIC, **extra: Any
+) -> dict[str, Any]:
+    state = {ip: {"hostname": h, "role": role, "version": version, "schematic": schematic} for h, ip, role in nodes}
+    return {"nodes": state, "etcd_members": 3, **extra}
+
+
+def updating(steps: Steps, old: dict[str, str], new: dict[str, str], create: str, stdin: str = "") -> dict[str, str]:
+    """`new` as the update after `old` was created: with the record `create` printed for `old`."""
+    first = steps.run(create, old, tools=(), stdin=stdin)
+    assert first.code == 0, first.stderr
+    return {**new, "PULUMI_COMMAND_STDOUT": first.stdout}
+
+
+def test_an_upgrade_walks_the_waves_one_after_another_health_gated(steps: Steps) -> None:
+    env = updating(steps, upgrade_env(version="v1.13.10"), upgrade_env(), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, fleet(slow={"upgrade": 0.2}), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert touched_in_waves(result, ("upgrade",)) == expected_waves(IP, 2)
+    # Health before the first wave and after each: every wave starts on a healthy cluster.
+    checks = [i for i, (what, _) in enumerate(events(result)) if what == "health"]
+    assert len(checks) == len(expected_waves(IP, 2)) + 1
+    assert checks[0] < events(result).index(("cordon", "cp-1"))
+    assert_health_only_while_nothing_is_cordoned(result)
+    # One kubectl drain per node, talosctl's own switched off, and everything at the target.
+    assert sorted(result.state["drained"]) == sorted(IP)
+    assert all("--drain=false" in c["args"] for c in result.calls if "upgrade" in c["args"])
+    assert {n["version"] for n in result.state["nodes"].values()} == {"v1.13.11"}
+    assert result.state["cordoned"] == []
+    # A batch's workers upgrade together: both upgrades start before either is waited for.
+    pair = expected_waves(IP, 2)[3]
+    starts = [i for i, c in enumerate(result.calls) if "upgrade" in c["args"] and HOST[c["args"][1]] in pair]
+    assert len(starts) == 2
+    assert starts[1] == starts[0] + 1
+    record = result.record()
+    assert (record["talos"], record["installers"]) == ("v1.13.11", {"amd64": env["TALOS_FLEET_INSTALLER_amd64"]})
+    assert day2.unpack(record["nodes"]) == sorted(IP)
+
+
+def test_a_failed_upgrade_stops_the_rollout_and_a_rerun_resumes_where_it_stopped(steps: Steps) -> None:
+    nodes = CLUSTER[:5]
+    hosts = [h for h, _, _ in nodes]
+    env = updating(steps, upgrade_env(nodes, version="v1.13.10"), upgrade_env(nodes), "record-upgrades")
+    first = steps.run("upgrade-rollout", env, fleet(nodes, fail=[f"upgrade@{IP['cp-3']}"]), stdin=CREDENTIALS)
+    assert first.code == 1
+    versions = {h: first.state["nodes"][IP[h]]["version"] for h in hosts}
+    assert (versions["cp-1"], versions["cp-2"], versions["cp-3"]) == ("v1.13.11", "v1.13.11", "v1.13.10")
+    # The failed wave's node is schedulable again; the workers were never touched.
+    assert first.state["cordoned"] == []
+    assert not [h for _, h in events(first) if h.startswith("worker")]
+    # Pulumi kept the old record: the same update runs again.
+    again = steps.run("upgrade-rollout", env, {**first.state, "fail": []}, stdin=CREDENTIALS)
+    assert again.code == 0, again.stderr
+    assert touched_in_waves(again, ("upgrade",)) == expected_waves(hosts, 2)[2:]
+    assert {n["version"] for n in again.state["nodes"].values()} == {"v1.13.11"}
+
+
+@pytest.mark.parametrize("change", ["policy", "added"])
+def test_an_upgrade_rollout_without_a_new_target_for_an_existing_node_runs_nothing(steps: Steps, change: str) -> None:
+    """A node added (it installs the target itself) or a policy change: only a new record. No
+    health check could even pass while the new node is not installed."""
+    old = upgrade_env(CLUSTER[:-1]) if change == "added" else upgrade_env(batch=1)
+    env = updating(steps, old, upgrade_env(), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, fleet(), tools=(), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert result.calls == []
+    assert day2.unpack(result.record()["nodes"]) == sorted(IP)
+
+
+def test_a_new_target_with_only_new_nodes_runs_nothing(steps: Steps) -> None:
+    env = updating(steps, upgrade_env([], version="v1.13.10"), upgrade_env(CLUSTER[:2]), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, fleet(), tools=(), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert result.calls == []
+
+
+@pytest.mark.parametrize("name", ["record-upgrades", "record-config"])
+def test_creating_a_rollout_only_records(steps: Steps, name: str) -> None:
+    env = upgrade_env() if name == "record-upgrades" else config_env()
+    result = steps.run(name, env, fleet(), tools=(), stdin=config_stdin())
+    assert result.code == 0, result.stderr
+    assert result.calls == []
+
+
+SMALL = (CLUSTER[0], CLUSTER[3], CLUSTER[4])
+
+
+def test_nodes_at_the_target_are_skipped_and_one_left_cordoned_is_uncordoned_first(steps: Steps) -> None:
+    env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+    state = fleet(SMALL, cordoned=["worker-1"])
+    state["nodes"][IP["cp-1"]]["version"] = "v1.13.11"
+    result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert sorted(node_calls(result, "upgrade")) == ["worker-1", "worker-2"]
+    assert result.index("kubectl uncordon worker-1") < result.index(" health ")
+
+
+def test_an_operator_cordoned_node_fails_the_first_health_check_before_anything_is_touched(steps: Steps) -> None:
+    env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+    state = fleet(SMALL, cordoned=["worker-1"])
+    state["nodes"][IP["worker-1"]]["version"] = "v1.13.11"  # at the target: not this step's to uncordon
+    result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    assert result.code == 1
+    assert "not schedulable: [worker-1]" in result.stderr
+    assert node_calls(result, "upgrade") == []
+    assert not result.ran("kubectl cordon")
+
+
+def test_a_node_on_the_previous_minor_takes_the_legacy_path_and_ends_schedulable(steps: Steps) -> None:
+    """Nodes before Talos 1.13 answer the legacy upgrade API, whose server-side sequence drains
+    and only uncordons what it cordoned itself: kubectl's cordon stays until the step lifts it."""
+    env = updating(steps, upgrade_env(SMALL, version="v1.12.11"), upgrade_env(SMALL), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, fleet(SMALL, "v1.12.11"), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert {n["version"] for n in result.state["nodes"].values()} == {"v1.13.11"}
+    assert result.state["cordoned"] == []
+    assert_health_only_while_nothing_is_cordoned(result)
+
+
+def test_an_extension_change_upgrades_nodes_on_the_same_version_and_waits_through_reboots(steps: Steps) -> None:
+    old = upgrade_env(SMALL, version="v1.13.10")
+    env = updating(steps, old, upgrade_env(SMALL, version="v1.13.10", schematic=NEW_SCHEMATIC), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, fleet(SMALL, reboot_calls=2), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert {n["schematic"] for n in result.state["nodes"].values()} == {NEW_SCHEMATIC}
+    # Each upgraded node answered nothing twice while it rebooted: waited for, not failed.
+    assert result.stderr.count("waiting:") == 2 * len(SMALL)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (fleet(SMALL, "v1.11.6"), "skips Talos v1.12"),
+        (fleet(SMALL, "v1.13.12"), "downgrade is refused"),
+        (fleet(SMALL, client="v1.12.4"), "talosctl v1.12.4 is older than the target Talos v1.13.11"),
+        (fleet(SMALL, client="v1.14.0-beta.1"), "pre-releases"),
+        (fleet(SMALL, "v1.14.0-beta.1"), "pre-releases"),
+    ],
+    ids=["skips-a-minor", "downgrade", "old-talosctl", "pre-release-talosctl", "pre-release-node"],
+)
+def test_a_refused_upgrade_touches_no_node(steps: Steps, state: dict[str, Any], message: str) -> None:
+    env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    assert result.code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not result.ran("kubectl cordon")
+    assert node_calls(result, "upgrade") == []
+
+
+@pytest.mark.parametrize("tools", [(), ("talosctl",)], ids=["no-talosctl", "no-kubectl"])
+def test_a_missing_tool_is_named_with_where_to_get_it(steps: Steps, tools: tuple[str, ...]) -> None:
+    env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, fleet(SMALL), tools=tools, stdin=CREDENTIALS)
+    assert result.code == 1
+    missing = "kubectl" if tools else "talosctl"
+    assert f"{missing} is not installed" in result.stderr
+    assert (day2.KUBECTL_INSTALL if tools else day2.TALOSCTL_INSTALL) in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The config rollout
+
+# Role configs as getConfiguration renders them: secrets inside (a changed secret changes nothing
+# the plan's hashes see, so the fingerprint covers the text).
+ROLE_CONFIGS = {
+    role: (
+        "version: v1alpha1\n"
+        f"machine:\n  type: {role}\n  token: FAKE-machine-token\n"
+        "  kubelet:\n    extraArgs:\n      rotate-server-certificates: 'true'\n"
+        "cluster:\n  clusterName: homelab\n  secretboxEncryptionSecret: FAKE-secretbox-key\n"
+        "---\napiVersion: v1alpha1\nkind: HostnameConfig\nauto: stable\n"
+    )
+    for role in (CONTROL_PLANE, "worker")
+}
+SECRET_WORDS = ("FAKE-machine-token", "FAKE-secretbox-key", *CA_B64.values())
+LIVE_CHANGE = "machine:\n  nodeLabels:\n    rollout: two\n"
+REBOOT_CHANGE = "machine:\n  env:\n    HTTP_PROXY: http://proxy:3128\n"
+NOT_READY = "FAKE-not-ready"
+
+
+def node_patches(hosts: Iterable[str]) -> dict[str, list[str]]:
+    return {h: [f"machine:\n  nodeLabels:\n    talos-fleet/host: {h}\n"] for h in hosts}
+
+
+def changed(config: str, patch: str) -> str:
+    """A role config with a cluster or role patch applied, as regenerated."""
+    return fake.encode(fake.render(config, [patch]))
+
+
+def config_stdin(roles: dict[str, str] | None = None, hosts: Iterable[str] = IP) -> str:
+    document = {"osCa": CA_B64, "roleConfigs": roles or ROLE_CONFIGS, "patches": node_patches(hosts)}
+    return json.dumps(document)
+
+
+def config_env(nodes: Iterable[Node] = CLUSTER, reboot: dict[str, str] | None = None, batch: int = 2) -> dict[str, str]:
+    """`reboot`: the reboot hash per host the plan computed (default: one per role)."""
+    env = policy(batch)
+    for host, ip, role in nodes:
+        hashes = {"live": "1" * 12, "reboot": (reboot or {}).get(host, "2" * 12)}
+        env[f"TALOS_FLEET_CONFIG_{host}"] = compact({"ip": ip, "role": role, **hashes})
+    return env
+
+
+def configured(nodes: Iterable[Node] = CLUSTER, version: str = "v1.13.10", **extra: Any) -> dict[str, Any]:
+    """A cluster running ROLE_CONFIGS plus each node's patches, as the provider applied them."""
+    state = fleet(nodes, version, **extra)
+    for node in state["nodes"].values():
+        text = fake.encode(fake.render(ROLE_CONFIGS[node["role"]], node_patches([node["hostname"]])[node["hostname"]]))
+        node["config"] = {"v1alpha1": text}
+    return state
+
+
+def active(state: dict[str, Any], host: str) -> str:
+    config: str = state["nodes"][IP[host]]["config"]["v1alpha1"]
+    return config
+
+
+def running(roles: dict[str, str], host: str) -> str:
+    """What a node runs once `roles` reached it."""
+    return fake.encode(fake.render(roles[ROLE[host]], node_patches([host])[host]))
+
+
+def roll(steps: Steps, roles: dict[str, str], state: dict[str, Any], env: dict[str, str] | None = None) -> Result:
+    """`roll-config` for `roles`, updating a rollout created with ROLE_CONFIGS."""
+    new_env = env or config_env()
+    update = updating(steps, config_env(), new_env, "record-config", config_stdin())
+    return steps.run("roll-config", update, state, stdin=config_stdin(roles))
+
+
+def test_a_cluster_change_rolls_as_a_canary_then_control_planes_then_worker_batches(steps: Steps) -> None:
+    roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+    result = roll(steps, roles, configured())
+    assert result.code == 0, result.stderr
+    waves = expected_waves(IP, 2)
+    # The canary (the first control plane) is the first wave; here it is also the first wave of
+    # control planes, so the order is the cluster's waves.
+    assert touched_in_waves(result, ("apply no-reboot",)) == waves
+    checks = [what for what, _ in events(result)].count("health")
+    assert checks == len(waves) + 1
+    assert all(active(result.state, h) == running(roles, h) for h in IP)
+    assert not result.state.get("reboots")
+    assert_health_only_while_nothing_is_cordoned(result)
+
+
+def test_a_worker_only_change_starts_with_the_first_worker_as_canary(steps: Steps) -> None:
+    roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], LIVE_CHANGE)}
+    before = configured()
+    result = roll(steps, roles, before)
+    assert result.code == 0, result.stderr
+    workers = sorted(h for h in IP if ROLE[h] == "worker")
+    assert touched_in_waves(result, ("apply no-reboot",)) == [[workers[0]], *expected_waves(workers[1:], 2)]
+    # Control planes: not even asked.
+    assert not [h for _, h in events(result) if ROLE.get(h) == CONTROL_PLANE]
+    assert all(active(result.state, h) == active(before, h) for h in IP if ROLE[h] == CONTROL_PLANE)
+
+
+def test_a_failed_health_check_after_the_canary_stops_and_a_rerun_resumes(steps: Steps) -> None:
+    roles = {
+        role: changed(text, f"machine:\n  nodeLabels:\n    bad: {NOT_READY}\n") for role, text in ROLE_CONFIGS.items()
+    }
+    before = configured(not_ready_marker=NOT_READY)
+    update = updating(steps, config_env(), config_env(), "record-config", config_stdin())
+    first = steps.run("roll-config", update, before, stdin=config_stdin(roles))
+    assert first.code == 1
+    assert "not ready: [cp-1]" in first.stderr
+    assert node_calls(first, "apply-config", "--mode=no-reboot") == ["cp-1"]
+    assert active(first.state, "cp-1") == running(roles, "cp-1")
+    assert all(active(first.state, h) == active(before, h) for h in IP if h != "cp-1")
+    # The operator fixed what kept the node from being Ready; Pulumi kept the old record.
+    healed = {k: v for k, v in first.state.items() if k != "not_ready_marker"}
+    again = steps.run("roll-config", update, healed, stdin=config_stdin(roles))
+    assert again.code == 0, again.stderr
+    assert "cp-1" not in node_calls(again, "apply-config", "--mode=no-reboot")
+    assert touched_in_waves(again, ("apply no-reboot",)) == expected_waves(set(IP) - {"cp-1"}, 2)
+    assert all(active(again.state, h) == running(roles, h) for h in IP)
+
+
+def test_a_change_that_needs_a_reboot_stages_and_reboots_one_control_plane_at_a_time_drained(steps: Steps) -> None:
+    roles = {**ROLE_CONFIGS, CONTROL_PLANE: changed(ROLE_CONFIGS[CONTROL_PLANE], REBOOT_CHANGE)}
+    control_planes = sorted(h for h in IP if ROLE[h] == CONTROL_PLANE)
+    env = config_env(reboot={h: "3" * 12 for h in control_planes})
+    result = roll(steps, roles, configured(), env)
+    assert result.code == 0, result.stderr
+    assert [r["host"] for r in result.state["reboots"]] == control_planes
+    assert all(r["cordoned"] for r in result.state["reboots"])  # drained before, by kubectl
+    assert node_calls(result, "apply-config", "--mode=no-reboot") == []
+    for host in control_planes:
+        mine = [what for what, h in events(result) if h == host]
+        assert mine == ["dry-run", "cordon", "drain", "apply staged", "reboot", "dry-run", "uncordon"], mine
+        assert active(result.state, host) == running(roles, host)
+    # One at a time: a health check between one node's uncordon and the next one's drain.
+    assert touched_in_waves(result, ("reboot",)) == [[h] for h in control_planes]
+    assert_health_only_while_nothing_is_cordoned(result)
+
+
+def test_a_change_talos_refuses_live_falls_back_to_a_drained_reboot_a_batch_at_a_time(steps: Steps) -> None:
+    """The plan classified it live (its reboot hash did not move), but a 1.13 node refuses it in
+    no-reboot mode before changing anything: staged, drained and rebooted. The batch's workers
+    reboot together."""
+    roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], REBOOT_CHANGE)}
+    result = roll(steps, roles, configured())
+    assert result.code == 0, result.stderr
+    workers = sorted(h for h in IP if ROLE[h] == "worker")
+    assert node_calls(result, "apply-config", "--mode=no-reboot") == workers
+    assert touched_in_waves(result, ("reboot",)) == [[workers[0]], *expected_waves(workers[1:], 2)]
+    batch = expected_waves(workers[1:], 2)[0]
+    order = events(result)
+    assert max(order.index(("drain", h)) for h in batch) < min(order.index(("reboot", h)) for h in batch)
+    assert all(active(result.state, h) == running(roles, h) for h in workers)
+    assert result.state["cordoned"] == []
+
+
+def test_on_talos_1_14_the_same_change_applies_live(steps: Steps) -> None:
+    """1.14 has no live-or-reboot check: only the plan's reboot hash sends a node to a reboot."""
+    roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], REBOOT_CHANGE)}
+    result = roll(steps, roles, configured(version="v1.14.1"))
+    assert result.code == 0, result.stderr
+    assert not result.state.get("reboots")
+    assert all(active(result.state, h) == running(roles, h) for h in IP if ROLE[h] == "worker")
+
+
+@pytest.mark.parametrize("change", ["nothing", "added", "policy"])
+def test_a_config_rollout_with_nothing_changed_on_existing_nodes_runs_nothing(steps: Steps, change: str) -> None:
+    old_nodes = CLUSTER[:-1] if change == "added" else CLUSTER
+    env = updating(
+        steps,
+        config_env(old_nodes),
+        config_env(batch=3 if change == "policy" else 2),
+        "record-config",
+        config_stdin(hosts=[h for h, _, _ in old_nodes]),
+    )
+    result = steps.run("roll-config", env, configured(), tools=(), stdin=config_stdin())
+    assert result.code == 0, result.stderr
+    assert result.calls == []
+
+
+def test_a_changed_secret_in_a_role_config_rolls_although_the_plan_hashes_did_not_move(steps: Steps) -> None:
+    roles = {role: text.replace("FAKE-secretbox-key", "FAKE-rotated-key") for role, text in ROLE_CONFIGS.items()}
+    result = roll(steps, roles, configured())
+    assert result.code == 0, result.stderr
+    assert sorted(node_calls(result, "apply-config", "--mode=no-reboot")) == sorted(IP)
+
+
+def test_configs_reach_talosctl_only_in_private_files_removed_afterwards(steps: Steps, tmp_path: Path) -> None:
+    roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+    result = roll(steps, roles, configured())
+    assert result.code == 0, result.stderr
+    applies = [c for c in result.calls if "apply-config" in c["args"]]
+    assert applies
+    for call in applies:
+        assert not any(word in arg for arg in call["args"] for word in SECRET_WORDS)
+        assert any(a.startswith("--file=") for a in call["args"])
+        assert any(a.startswith("--config-patch=@") for a in call["args"])
+        assert set(call["files_mode"].values()) == {"0o600"}, call
+    for word in SECRET_WORDS:
+        assert word not in result.stdout + result.stderr
+    assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule, on generated fleets
+
+
+def generated(count: int, control_planes: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    names = [f"node-{i:05d}" for i in range(count)]
+    rng.shuffle(names)
+    return [(h, CONTROL_PLANE if i < control_planes else "worker") for i, h in enumerate(names)]
+
+
+def check_schedule(nodes: list[tuple[str, str]], changed: set[str], batch: int) -> None:
+    schedule = day2.config_schedule(nodes, changed, batch)
+    roles = dict(nodes)
+    flat = [h for wave in schedule for h in wave]
+    # Each changed node exactly once, nothing else.
+    assert sorted(flat) == sorted(changed)
+    if not changed:
+        assert schedule == ()
+        return
+    changed_cps = sorted(h for h in changed if roles[h] == CONTROL_PLANE)
+    changed_workers = sorted(h for h in changed if roles[h] != CONTROL_PLANE)
+    canary = (changed_cps or changed_workers)[0]
+    assert schedule[0] == (canary,)
+    rest = schedule[1:]
+    # Control planes alone and before every worker wave; workers in full batches but the last,
+    # each wave in hostname order after the whole previous one.
+    cp_waves = [w for w in rest if roles[w[0]] == CONTROL_PLANE]
+    assert all(len(w) == 1 for w in cp_waves)
+    assert list(rest[: len(cp_waves)]) == cp_waves
+    worker_waves = rest[len(cp_waves) :]
+    assert all(roles[h] != CONTROL_PLANE for w in worker_waves for h in w)
+    assert all(len(w) == batch for w in worker_waves[:-1])
+    assert 1 <= len(worker_waves[-1]) <= batch if worker_waves else True
+    assert [h for w in rest for h in w] == [h for h in changed_cps + changed_workers if h != canary]
+
+
+@pytest.mark.parametrize(("count", "batch"), [(1000, 7), (3000, 25)])
+def test_the_schedule_on_thousands_of_nodes(count: int, batch: int) -> None:
+    nodes = generated(count, 5, seed=count)
+    everything = {h for h, _ in nodes}
+    workers_only = {h for h, role in nodes if role != CONTROL_PLANE}
+    some = set(random.Random(count + 1).sample(sorted(everything), count // 3))
+    for changed_set in (everything, workers_only, some):
+        check_schedule(nodes, changed_set, batch)
+
+
+@given(
+    st.lists(st.tuples(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True), st.booleans()), unique_by=lambda n: n[0]),
+    st.integers(1, 6),
+    st.randoms(use_true_random=False),
+)
+def test_the_schedule_for_any_fleet_and_change(raw: list[tuple[str, bool]], batch: int, rng: random.Random) -> None:
+    nodes = [(h, CONTROL_PLANE if cp else "worker") for h, cp in raw]
+    changed_set = {h for h, _ in nodes if rng.random() < 0.5}
+    check_schedule(nodes, changed_set, batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records: one environment string each on the next update
+
+
+def hostnames(count: int) -> list[str]:
+    """63-character DNS labels shaped like a large site's: place, rack, slot, role, index."""
+    return [f"eu-west-1a-rack-{i // 40:03d}-slot-{i % 40:02d}-worker-{i:05d}".ljust(63, "x") for i in range(count)]
+
+
+def test_records_of_5000_nodes_with_63_character_hostnames_fit_one_environment_string() -> None:
+    hosts = hostnames(5000)
+    assert {len(h) for h in hosts} == {63}
+    limit = 128 * 1024 - len("PULUMI_COMMAND_STDOUT=") - 1  # one string, name, `=` and NUL included
+    ip = "10.0.0.1"
+    config = day2.Env(
+        {
+            f"TALOS_FLEET_CONFIG_{h}": compact({"ip": ip, "live": "1" * 12, "reboot": "2" * 12, "role": "worker"})
+            for h in hosts
+        }
+    )
+    inputs = day2.ConfigInputs.parse(config_stdin(hosts=hosts))
+    record = json.dumps(day2.config_record(config, inputs), sort_keys=True)
+    assert len(record.encode()) <= limit
+    targets = {f"TALOS_FLEET_TARGET_{h}": compact({"arch": "amd64", "ip": ip, "role": "worker"}) for h in hosts}
+    upgrade = day2.Env({**targets, **upgrade_env([])})
+    assert len(json.dumps(day2.upgrade_record(upgrade), sort_keys=True).encode()) <= limit
+    # And what the next update reads back is every node's fingerprint and reboot hash.
+    table = day2.config_table(day2.Env({"PULUMI_COMMAND_STDOUT": record}).previous()["config"])  # type: ignore[index]
+    assert table is not None
+    assert sorted(table) == sorted(hosts)
+    assert {r for _, r in table.values()} == {"2" * 12}
+
+
+def test_a_record_that_would_not_fit_is_refused_before_anything_is_touched(steps: Steps) -> None:
+    rng = random.Random(5)
+    hosts = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(63)) for _ in range(5000)]
+    env = {
+        **policy(1),
+        **{
+            f"TALOS_FLEET_CONFIG_{h}": compact(
+                {"ip": "10.0.0.1", "live": "1" * 12, "reboot": os.urandom(6).hex(), "role": "worker"}
+            )
+            for h in hosts
+        },
+    }
+    result = steps.run("roll-config", env, {"nodes": {}}, tools=(), stdin=config_stdin(hosts=hosts))
+    assert result.code == 1
+    assert "environment variable" in result.stderr
+    assert result.calls == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The fake's apply-config, against the rules it cites (in process: no step involved)
+
+
+@pytest.mark.parametrize(
+    ("version", "mode", "patch", "outcome"),
+    [
+        ("v1.13.10", "no-reboot", REBOOT_CHANGE, "refused"),
+        ("v1.13.10", "try", REBOOT_CHANGE, "refused"),
+        ("v1.13.10", "no-reboot", LIVE_CHANGE, "live"),
+        ("v1.13.10", "auto", LIVE_CHANGE, "live"),
+        ("v1.13.10", "auto", REBOOT_CHANGE, "rebooted"),
+        ("v1.13.10", "reboot", LIVE_CHANGE, "rebooted"),
+        ("v1.13.10", "staged", LIVE_CHANGE, "staged"),
+        ("v1.14.1", "no-reboot", REBOOT_CHANGE, "live"),
+        ("v1.14.1", "auto", REBOOT_CHANGE, "live"),
+        ("v1.14.1", "reboot", LIVE_CHANGE, "refused"),
+        ("v1.14.1", "staged", REBOOT_CHANGE, "staged"),
+    ],
+)
+def test_the_fake_applies_configs_as_talos_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str, mode: str, patch: str, outcome: str
+) -> None:
+    base = ROLE_CONFIGS["worker"]
+    old, new = fake.encode(fake.render(base, [])), fake.encode(fake.render(base, [patch]))
+    (tmp_path / "config.yaml").write_text(base)
+    (tmp_path / "patch.yaml").write_text(patch)
+    args = [f"--file={tmp_path / 'config.yaml'}", f"--config-patch=@{tmp_path / 'patch.yaml'}", f"--mode={mode}"]
+    node = {"hostname": "worker-1", "version": version, "config": {"v1alpha1": old}}
+    state: dict[str, Any] = {"nodes": {"10.17.3.21": node}}
+    # A dry-run changes nothing and shows the diff against the active config (or is refused).
+    try:
+        fake._apply_config([*args, "--dry-run"], node, state)
+        assert "No changes." not in capsys.readouterr().err
+    except fake.RefusedError:
+        assert outcome == "refused"
+    assert node["config"] == {"v1alpha1": old}
+    if outcome == "refused":
+        with pytest.raises(fake.RefusedError):
+            fake._apply_config(args, node, state)
+        assert node["config"] == {"v1alpha1": old}
+        return
+    fake._apply_config(args, node, state)
+    expected = {
+        "live": {"v1alpha1": new, "persistent": new},
+        "staged": {"v1alpha1": old, "persistent": new},
+        "rebooted": {"v1alpha1": new},
+    }[outcome]
+    assert node["config"] == expected
+    assert bool(state.get("reboots")) == (outcome == "rebooted")
+    capsys.readouterr()
+    if outcome == "staged":
+        # Still the old config until a reboot: a resumed rollout sees the change, then the boot
+        # makes the staged config the active one.
+        fake._apply_config([*args, "--dry-run"], node, state)
+        assert "No changes." not in capsys.readouterr().err
+        fake._boot(node, state)
+        assert node["config"] == {"v1alpha1": new}
+    fake._apply_config([*args, "--dry-run"], node, state)
+    assert capsys.readouterr().err.rstrip().endswith("Config diff:\n\nNo changes.")
