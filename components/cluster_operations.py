@@ -3,27 +3,35 @@
 pulumiverse-talos 0.8.1 has no upgrade resource, so upgrades and removals are commands that run
 `python3 -m talos_fleet.day2 <step>` (talosctl, kubectl) on the machine running `pulumi up`:
 
-    version gate ──► node lifecycle, control planes one at a time ──► worker batches ──►
-    Kubernetes upgrade ──► (TalosCluster) role config generation ──► every node's config apply
+    version gate ──► upgrade rollout ──► Kubernetes upgrade ──► (TalosCluster) role configs ──►
+    config rollout ──► every node's config apply
+    node lifecycle, one per node, with no edge to the others: records the node; removes it on delete
 
-- A command runs `create` when it first appears and `update` when any of its inputs changes,
-  so a node's lifecycle command *records* on creation (a new node installs the target image
-  directly: no upgrade) and *upgrades* on update, which only the node's own target (Talos version
-  and installer image) or the cluster's upgrade policy can cause. Its `delete`, when the node
-  leaves the stack file, drains it, resets it gracefully and deletes its Node object; the node's
-  machine (VM) is deleted only afterwards, because the command reads the machine's address.
-  Under `make destroy` (`day2.DESTROY_ENV` in the operator's environment) the delete only asks
-  a machine that answers to wipe itself and reboot, and never fails.
+- A command runs `create` when it first appears and `update` when any of its inputs changes. The
+  rollouts *record* on creation (a new cluster installs its targets directly) and walk the waves
+  on update (talos_fleet.waves: each control plane alone, then worker batches, health-gated;
+  stop at the first failure). Nodes missing from their last record are new and are skipped: they
+  install the target directly. When no existing node's target changed (a node was added), they
+  only record: no health check waits on a cluster that may not be up yet.
+- The rollouts read plain spec values for every node (one variable per node, readable in a
+  preview) and one machine's address, the first control plane's: an edge to every node would make
+  each resource's ancestry grow with the cluster, and the Pulumi SDK's cycle check walks that
+  ancestry for each new edge (docs/design/issue-13-rollouts-research.md D).
+- A node's lifecycle command *removes* it on delete: drains it, resets it gracefully and deletes
+  its Node object, one node of the cluster at a time (a lock on the machine running Pulumi, since
+  deletes without edges between them run in parallel); the node's machine (VM) is deleted only
+  afterwards, because the command reads the machine's address. Under `make destroy`
+  (`day2.DESTROY_ENV` in the operator's environment) it only asks a machine that answers to wipe
+  itself and reboot, and never fails.
 - Nodes are reached through the cluster's first control plane as endpoint, with the node in
   `--nodes`: the first control plane (by hostname) changes only when that node is removed or a
-  control plane whose name sorts before it is added, so adding a worker, or a control plane named
-  after the first, changes no other node's inputs.
-- Each wave depends on the whole previous wave, and every step ends with a cluster health check,
-  so a failure stops the rollout there; nodes not reached keep the old version. The next
-  `pulumi up` retries the failed step (Pulumi kept the old inputs) and skips nodes at the target.
-- The Kubernetes upgrade waits for every node's step, and the role configs (so the applies) are
-  generated with its output: no apply can carry the new Kubernetes version before
-  `talosctl upgrade-k8s` has run, and none can push back an older one after it.
+  control plane whose name sorts before it is added.
+- A failed rollout exits non-zero; Pulumi keeps its old inputs and record, so nothing after it
+  runs (no Kubernetes upgrade, no apply) and the next `pulumi up` runs it again: nodes already at
+  the target are skipped, the rest were never touched.
+- The Kubernetes upgrade reads the upgrade rollout, and the role configs (so the config rollout
+  and the applies) are generated with its output: no apply can carry the new Kubernetes version
+  before `talosctl upgrade-k8s` has run, and none can push back an older one after it.
 - The gate, first, compares the versions it recorded last time with the target and refuses
   changes Talos does not support, before any node is touched.
 
@@ -72,7 +80,7 @@ class ClusterOperationsArgs:
     """The cluster's operations record in the desired state (talos_fleet.desired)."""
     state: desired.DesiredState
     """The whole desired state: this component builds its record's children (the version gate,
-    each node's lifecycle step in waves, the Kubernetes upgrade)."""
+    each node's lifecycle step, the upgrade rollout, the Kubernetes upgrade)."""
     wiring: Wiring
     """Resolves placeholders (addresses through machines, the installer, the OS CA) and options."""
 
@@ -100,10 +108,53 @@ def local_command(
         delete=inputs.get("delete"),
         dir=inputs.get("dir"),
         environment=inputs.get("environment"),
-        stdin=inputs.get("stdin"),
+        stdin=_stdin(inputs.get("stdin")),
         logging=command.local.Logging(inputs["logging"]) if "logging" in inputs else None,
         opts=opts,
     )
+
+
+def _stdin(value: Any) -> Any:
+    """A structured stdin (the config rollout's: CA, role configs, node patches) goes in as one
+    JSON text, secret as a whole since it holds the CA and the role configs. Only its Outputs are
+    awaited (a few, however many nodes): wrapping every plain leaf in an Output of its own would
+    cost the program allocations per node (bench/)."""
+    if not isinstance(value, Mapping):
+        return value
+    outputs: list[pulumi.Output[Any]] = []
+
+    def collect(item: Any) -> Any:
+        if isinstance(item, pulumi.Output):
+            outputs.append(item)
+            return _Slot(len(outputs) - 1)
+        if isinstance(item, Mapping):
+            return {k: collect(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [collect(v) for v in item]
+        return item
+
+    shape = collect(value)
+    return pulumi.Output.secret(pulumi.Output.all(*outputs).apply(lambda got: rollout_stdin(_fill(shape, got))))
+
+
+@dataclass(frozen=True)
+class _Slot:
+    index: int
+
+
+def _fill(shape: Any, got: list[Any]) -> Any:
+    if isinstance(shape, _Slot):
+        return got[shape.index]
+    if isinstance(shape, dict):
+        return {k: _fill(v, got) for k, v in shape.items()}
+    if isinstance(shape, list):
+        return [_fill(v, got) for v in shape]
+    return shape
+
+
+def rollout_stdin(value: Mapping[str, Any]) -> str:
+    """`osCa` arrives as the steps' usual stdin text (talos_ca_stdin); the rest as it is."""
+    return json.dumps({**json.loads(value["osCa"]), **{k: v for k, v in value.items() if k != "osCa"}}, sort_keys=True)
 
 
 def talos_ca_stdin(machine_secrets: Mapping[str, Any]) -> str:

@@ -2,18 +2,24 @@
 
 Graph (https://github.com/pulumiverse/pulumi-talos, provider 0.8.1 / Talos machinery 1.13):
 
-    Secrets (protected) ──► ClusterOperations: version gate ─► node upgrades in waves ─►
+    Secrets (protected) ──► ClusterOperations: version gate ─► upgrade rollout (walks the waves) ─►
           │                 Kubernetes upgrade (components/cluster_operations.py)
           │                                │ Kubernetes version, once upgrade-k8s is done
           ▼                                ▼
     get_configuration(controlplane), get_configuration(worker)     installer image per arch
                                    │                                 (TalosImages)
                                    ▼                                      │
-          ConfigurationApply per node (role config + plaintext node patch) ◄┘
+          config rollout (canary, waves, health-gated; staged, drained reboots) ◄┘
+                                   │ ordering only
+                                   ▼
+          ConfigurationApply per node (role config + plaintext node patch)
                                    │ first control plane's apply
                                    ▼
           Bootstrap (that node's own IP) ─► Kubeconfig, health check
 
+The config rollout brings existing nodes to their new config one wave at a time; the applies run
+after it, so for those nodes they re-send what the node already runs (Talos answers a config equal
+to the running one with no change), and new nodes install in parallel.
 Two config generations per cluster whatever the node count; everything per node is a small
 plaintext patch, so previews show readable diffs on exactly the nodes a change touches.
 """
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumiverse_talos as talos
 
-from components.cluster_operations import ClusterOperations, ClusterOperationsArgs, talos_ca_stdin
+from components.cluster_operations import ClusterOperations, ClusterOperationsArgs, local_command, talos_ca_stdin
 from components.wire import Wiring, secret_wire, snake
 from talos_fleet import certs, desired, naming
 from talos_fleet.plan import ClusterPlan
@@ -76,6 +82,9 @@ class TalosCluster(pulumi.ComponentResource):
                 wiring.outputs[f"{child.key}.machineConfiguration"] = talos.machine.get_configuration_output(
                     **snake(inputs), opts=invoke
                 ).machine_configuration
+            elif child.kind == "Command":
+                # The config rollout: after the role configs it reads, before the applies.
+                wiring.add(child, local_command(child, inputs, options))
             elif child.kind == "ConfigurationApply":
                 wiring.add(child, talos.machine.ConfigurationApply(child.name, **snake(inputs), opts=options))
             elif child.kind == "Bootstrap":

@@ -71,6 +71,9 @@ class Wiring:
         """Image Factory URLs (GetUrlsUrlsResult) by `CLUSTER/ARCH`."""
         self._secrets = secrets
         self._directory = project_directory
+        self._resolved: dict[str, Any] = {}
+        """Each text with placeholders resolved once: a node's patches reach both its apply and
+        the config rollout, and one Output can feed both."""
 
     def add(self, resource: desired.Resource, created: pulumi.Resource) -> None:
         self.resources[resource.key] = created
@@ -86,6 +89,11 @@ class Wiring:
             return [self.value(v) for v in value]
         if not isinstance(value, str) or not desired.TOKEN.search(value):
             return value
+        if value not in self._resolved:
+            self._resolved[value] = self._text(value)
+        return self._resolved[value]
+
+    def _text(self, value: str) -> Any:
         whole = desired.TOKEN.fullmatch(value)
         if whole:
             return self._token(whole.group(1), whole.group(2))

@@ -30,21 +30,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from talos_fleet import day2, dhcp_hosts, naming, patches
+from talos_fleet import day2, dhcp_hosts, naming, patches, reboots
 from talos_fleet.plan import (
     BootMedia,
     ClusterPlan,
     HypervisorPlan,
     PxePlan,
     VmPlan,
+    config_target,
     gate_environment,
     kubernetes_environment,
     node_environment,
     plan_cluster,
     plan_hypervisors,
     plan_pxe,
+    rollout_environment,
+    upgrade_targets,
 )
-from talos_fleet.spec import ROLES, Fleet, LibvirtSource, MetalSource
+from talos_fleet.spec import ROLES, Fleet, LibvirtSource, MetalSource, Role
 
 # Short kind -> Pulumi type token (resources) or invoke token (provider calls, `data`).
 KINDS: dict[str, str] = {
@@ -568,30 +571,38 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
     installers = {arch: installer(fleet, cname, arch) for arch in plan.architectures}
     out += _operations(plan, component.key, addresses, installers)
     client = secret_output("Secrets", secrets.name, "clientConfiguration")
+    role_inputs: dict[Role, dict[str, Any]] = {}
     for role in ROLES:
+        role_inputs[role] = {
+            "clusterName": cname,
+            "machineType": role,
+            "clusterEndpoint": plan.endpoint,
+            "machineSecrets": secret_output("Secrets", secrets.name, "machineSecrets"),
+            "talosVersion": plan.contract,
+            # Data edge: configs carry the target Kubernetes version only once
+            # `talosctl upgrade-k8s` has moved the cluster there.
+            "kubernetesVersion": via("Command", naming.kubernetes_upgrade(cname), plan.kubernetes_version),
+            "configPatches": patches.role_config_patches(
+                fleet, fleet.clusters[cname], role, patches.secret_stand_ins(fleet)
+            ),
+            "docs": False,
+            "examples": False,
+        }
         out.append(
             Resource(
                 kind="getConfiguration",
                 name=naming.role_config_label(cname, role),
-                inputs={
-                    "clusterName": cname,
-                    "machineType": role,
-                    "clusterEndpoint": plan.endpoint,
-                    "machineSecrets": secret_output("Secrets", secrets.name, "machineSecrets"),
-                    "talosVersion": plan.contract,
-                    # Data edge: configs carry the target Kubernetes version only once
-                    # `talosctl upgrade-k8s` has moved the cluster there.
-                    "kubernetesVersion": via("Command", naming.kubernetes_upgrade(cname), plan.kubernetes_version),
-                    "configPatches": patches.role_config_patches(
-                        fleet, fleet.clusters[cname], role, patches.secret_stand_ins(fleet)
-                    ),
-                    "docs": False,
-                    "examples": False,
-                },
+                inputs=role_inputs[role],
                 nodes=tuple(node_ref(cname, n.hostname) for n in plan.nodes if n.role == role),
                 **child,
             )
         )
+    node_patches = {
+        n.hostname: patches.node_config_patches(fleet, cname, n.hostname, installers[n.architecture])
+        for n in plan.nodes
+    }
+    rollout = _config_rollout(plan, component.key, addresses[plan.bootstrap_node.hostname], role_inputs, node_patches)
+    out.append(rollout)
     for node in plan.nodes:
         host = node.hostname
         out.append(
@@ -605,8 +616,12 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
                     "machineConfigurationInput": secret_output(
                         "getConfiguration", naming.role_config_label(cname, node.role), "machineConfiguration"
                     ),
-                    "configPatches": patches.node_config_patches(fleet, cname, host, installers[node.architecture]),
+                    "configPatches": node_patches[host],
                 },
+                # Ordering only (no value of the rollout's is read): an existing node's change was
+                # rolled out canary first and health-gated, so this re-sends the bytes the node
+                # runs; a new node installs once the rollout is done; a stopped rollout stops here.
+                depends_on=(rollout.key,),
                 # No on_destroy reset: removing a node is the lifecycle command's delete (drain,
                 # graceful reset, delete the Node), which runs before its machine is deleted.
                 nodes=(node_ref(cname, host),),
@@ -679,6 +694,13 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
 def _operations(
     plan: ClusterPlan, parent: str, addresses: dict[str, str], installers: dict[str, str]
 ) -> list[Resource]:
+    """The version gate, one lifecycle step per node (records it; removes it on delete), the
+    cluster's Talos upgrade rollout and its Kubernetes upgrade (components/cluster_operations.py).
+
+    No edge between nodes: each rollout walks the waves itself (talos_fleet.day2 with
+    talos_fleet.waves), so every resource's ancestry stays a handful of resources whatever the
+    cluster's size (a chain of N node steps made the Pulumi SDK's cycle check cubic:
+    docs/design/issue-13-rollouts-research.md D)."""
     cname = plan.name
     component = Resource(
         kind="ClusterOperations", name=naming.operations_component(cname), parent=parent, cluster=cname
@@ -702,42 +724,56 @@ def _operations(
         **step,
     )
     out = [component, gate]
-    nodes = {n.hostname: n for n in plan.nodes}
-    lifecycles: list[str] = []
-    previous: tuple[str, ...] = ()
-    for wave in plan.upgrade_waves:
-        current = []
-        for host in wave:
-            node = nodes[host]
-            lifecycle = Resource(
+    for node in plan.nodes:
+        host = node.hostname
+        out.append(
+            Resource(
                 kind="Command",
                 name=naming.node_lifecycle(cname, host),
                 inputs={
+                    # No `update`: pulumi-command runs `create` again on update (pulumi/pulumi-command
+                    # v1.2.1 provider/pkg/provider/local/commandController.go Update), which only records.
                     "create": day2.command("record-node"),
-                    "update": day2.command("upgrade-node"),
                     "delete": day2.command("remove-node"),
                     "dir": PROJECT_DIRECTORY,
                     "environment": {
                         **node_environment(plan, node),
-                        # Data edges: the gate has passed, and the node's machine exists.
-                        "TALOS_FLEET_TALOS_VERSION": via("Command", gate.name, plan.talos_version),
-                        "TALOS_FLEET_INSTALLER": installers[node.architecture],
+                        # Data edge: the machine is deleted only after this step's delete has
+                        # drained and reset the node (dependents are deleted first).
                         "TALOS_FLEET_NODE": addresses[host],
                         "TALOS_FLEET_CONTROL_PLANE": control_plane,
                     },
                     "stdin": stdin,
                     "logging": "stderr",
                 },
-                # Ordering only, no data flows: a wave starts when the previous one has finished
-                # (and passed its health checks); deletes run in reverse.
-                depends_on=previous,
                 nodes=(node_ref(cname, host),),
                 **step,
             )
-            out.append(lifecycle)
-            current.append(lifecycle.key)
-        lifecycles += current
-        previous = tuple(current)
+        )
+    upgrades = Resource(
+        kind="Command",
+        name=naming.upgrade_rollout(cname),
+        inputs={
+            "create": day2.command("record-upgrades"),
+            "update": day2.command("upgrade-rollout"),
+            "dir": PROJECT_DIRECTORY,
+            "environment": {
+                **rollout_environment(plan),
+                **upgrade_targets(plan),
+                # Data edge: the gate has passed.
+                "TALOS_FLEET_TALOS_VERSION": via("Command", gate.name, plan.talos_version),
+                **{f"TALOS_FLEET_INSTALLER_{arch}": installers[arch] for arch in plan.architectures},
+                # The only machine it reads: the other nodes are plain spec addresses, so the
+                # rollout's ancestry does not grow with the cluster.
+                "TALOS_FLEET_CONTROL_PLANE": control_plane,
+            },
+            "stdin": stdin,
+            "logging": "stderr",
+        },
+        nodes=everyone,
+        **step,
+    )
+    out.append(upgrades)
     out.append(
         Resource(
             kind="Command",
@@ -748,20 +784,69 @@ def _operations(
                 "dir": PROJECT_DIRECTORY,
                 "environment": {
                     **kubernetes_environment(plan),
-                    "TALOS_FLEET_KUBERNETES_VERSION": via("Command", gate.name, plan.kubernetes_version),
+                    # Data edge: Kubernetes moves after the upgrade rollout has brought every node
+                    # to the target Talos (Talos first, then Kubernetes:
+                    # https://www.talos.dev/v1.13/kubernetes-guides/upgrading-kubernetes/).
+                    "TALOS_FLEET_KUBERNETES_VERSION": via("Command", upgrades.name, plan.kubernetes_version),
                     "TALOS_FLEET_CONTROL_PLANE": control_plane,
                 },
                 "stdin": stdin,
                 "logging": "stderr",
             },
-            # Ordering only: Kubernetes moves after every node runs the target Talos (Talos first,
-            # then Kubernetes: https://www.talos.dev/v1.13/kubernetes-guides/upgrading-kubernetes/).
-            depends_on=tuple(lifecycles),
             nodes=everyone,
             **step,
         )
     )
     return out
+
+
+def _config_rollout(
+    plan: ClusterPlan,
+    parent: str,
+    control_plane: str,
+    role_inputs: dict[Role, dict[str, Any]],
+    node_patches: dict[str, list[str]],
+) -> Resource:
+    """The cluster's config rollout (talos_fleet.day2 roll-config): applies a config change to
+    existing nodes canary first, then wave by wave, health-gated, staging and rebooting (drained)
+    the nodes whose change needs a reboot. The applies run after it, so for an existing node they
+    re-send the bytes it already runs; if it stops, no apply runs."""
+    cname = plan.name
+    roles = {role: reboots.RoleParts.from_inputs(inputs) for role, inputs in role_inputs.items()}
+    targets = {
+        f"TALOS_FLEET_CONFIG_{n.hostname}": config_target(
+            n, reboots.node_hashes(roles[n.role], node_patches[n.hostname])
+        )
+        for n in plan.nodes
+    }
+    return Resource(
+        kind="Command",
+        name=naming.config_rollout(cname),
+        inputs={
+            "create": day2.command("record-config"),
+            "update": day2.command("roll-config"),
+            "dir": PROJECT_DIRECTORY,
+            "environment": {**rollout_environment(plan), **targets, "TALOS_FLEET_CONTROL_PLANE": control_plane},
+            # Secret, piped (no size limit): the CA, both role configs (data edges: they carry the
+            # Kubernetes version once upgrade-k8s is done) and every node's patches, which is what
+            # each node's apply sends.
+            "stdin": {
+                "osCa": secret_output("Secrets", naming.secrets(cname), "osCa"),
+                "roleConfigs": {
+                    role: secret_output(
+                        "getConfiguration", naming.role_config_label(cname, role), "machineConfiguration"
+                    )
+                    for role in ROLES
+                },
+                "patches": node_patches,
+            },
+            "logging": "stderr",
+        },
+        parent=parent,
+        cluster=cname,
+        additional_secret_outputs=COMMAND_SECRET_OUTPUTS,
+        nodes=tuple(node_ref(cname, n.hostname) for n in plan.nodes),
+    )
 
 
 def desired_state(fleet: Fleet) -> DesiredState:

@@ -5,6 +5,7 @@ The component turns a `ClusterPlan` into resources; tests and `make plan` read i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from talos_fleet import naming, patches, waves
@@ -92,6 +93,10 @@ def _policy_environment(plan: ClusterPlan) -> dict[str, str]:
     }
 
 
+def _drain_environment(plan: ClusterPlan) -> dict[str, str]:
+    return {"TALOS_FLEET_DRAIN_TIMEOUT_MINUTES": str(plan.upgrade.drain_timeout_minutes)}
+
+
 def gate_environment(plan: ClusterPlan) -> dict[str, str]:
     return {
         **_policy_environment(plan),
@@ -101,16 +106,45 @@ def gate_environment(plan: ClusterPlan) -> dict[str, str]:
 
 
 def node_environment(plan: ClusterPlan, node: NodePlan) -> dict[str, str]:
-    """Only the node's own facts and the cluster's policy: adding or removing another node, or a
-    Kubernetes change, leaves it alone (an update would re-run the node's step). The installer
-    image (from the Image Factory) joins it in the component."""
+    """What a node's lifecycle step needs to remove it: its own facts and the cluster's policy.
+    No version: a Talos or Kubernetes bump, or adding or removing another node, leaves every
+    lifecycle alone (the rollouts carry the versions)."""
     return {
         **_policy_environment(plan),
+        **_drain_environment(plan),
         "TALOS_FLEET_HOSTNAME": node.hostname,
         "TALOS_FLEET_ROLE": node.role,
-        "TALOS_FLEET_TALOS_VERSION": plan.talos_version,
-        "TALOS_FLEET_DRAIN_TIMEOUT_MINUTES": str(plan.upgrade.drain_timeout_minutes),
     }
+
+
+def rollout_environment(plan: ClusterPlan) -> dict[str, str]:
+    """The cluster's policy as both rollouts read it (talos_fleet.day2 walks talos_fleet.waves
+    with the batch size)."""
+    return {
+        **_policy_environment(plan),
+        **_drain_environment(plan),
+        "TALOS_FLEET_WORKER_BATCH_SIZE": str(plan.upgrade.worker_batch_size),
+    }
+
+
+def _compact(value: dict[str, str]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def upgrade_targets(plan: ClusterPlan) -> dict[str, str]:
+    """One variable per node for the upgrade rollout: plain spec values (role, address,
+    architecture), so the rollout reads no machine's Output and each node's line in a preview
+    is its own. The version and the installer per architecture are the cluster's."""
+    return {
+        f"TALOS_FLEET_TARGET_{n.hostname}": _compact({"arch": n.architecture, "ip": n.ip, "role": n.role})
+        for n in plan.nodes
+    }
+
+
+def config_target(node: NodePlan, hashes: dict[str, str]) -> str:
+    """A node's variable for the config rollout: where it is, its role, and the hashes of the
+    parts of its config that apply live and that need a reboot (talos_fleet.reboots)."""
+    return _compact({"ip": node.ip, "role": node.role, **hashes})
 
 
 def kubernetes_environment(plan: ClusterPlan) -> dict[str, str]:

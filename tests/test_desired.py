@@ -148,7 +148,13 @@ def test_every_registered_resource_is_exactly_its_desired_record(valid_stack: Pa
         where = f"{valid_stack.name}: {record.key}"
         assert _parent_matches(reg, record, by_key), where
         expected, _, _ = resolver.value(record.inputs)
-        assert plain(reg.inputs) == expected, where
+        got = plain(reg.inputs)
+        if isinstance(expected.get("stdin"), dict):
+            # A structured stdin (the config rollout's) is piped as one JSON text: the CA as the
+            # other steps get it, beside the role configs and node patches.
+            stdin = expected.pop("stdin")
+            assert json.loads(got.pop("stdin")) == {**json.loads(stdin.pop("osCa")), **stdin}, where
+        assert got == expected, where
         for field, value in record.inputs.items():
             _, secret, reads = resolver.value(value)
             if secret:

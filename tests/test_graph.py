@@ -342,11 +342,33 @@ def test_adding_a_node_changes_no_other_resource(tmp_path: Path, valid_stack: Pa
     # The node's own resources only: its apply and, on a hypervisor, its VM and disks.
     assert f"{cname}-added-worker" in added
     assert all(name.startswith(f"{cname}-added-worker") for name in added), added
+    rollouts = {naming.upgrade_rollout(cname), naming.config_rollout(cname)}
     for urn, reg in old.items():
+        if reg.name in rollouts:
+            _only_gains_the_node(reg, new[urn], "added-worker")
+            continue
         assert new[urn].inputs == reg.inputs, f"{reg.name} changed when a node was added"
     # Config generations are shared by role: unchanged too.
     # (Invokes of different clusters interleave in any order: compare them as sets.)
     assert _sorted_args(before.calls(GEN_CONFIG)) == _sorted_args(after.calls(GEN_CONFIG))
+
+
+def _only_gains_the_node(before: Registration, after: Registration, host: str) -> None:
+    """The cluster's rollouts gain the node's own variable (and, the config rollout, its patches)
+    and nothing else changes in them: they only record the new node (tests/test_rollouts.py)."""
+    env_old, env_new = plain(before.inputs["environment"]), plain(after.inputs["environment"])
+    assert {k for k in env_new if k not in env_old} == {
+        k for k in env_new if k.endswith(f"_{host}") and k.startswith(("TALOS_FLEET_TARGET_", "TALOS_FLEET_CONFIG_"))
+    }, before.name
+    assert len(env_new) == len(env_old) + 1, before.name
+    assert {k: env_new[k] for k in env_old} == env_old, before.name
+    stdin_old, stdin_new = plain(before.inputs["stdin"]), plain(after.inputs["stdin"])
+    if stdin_old.startswith("{") and "patches" in json.loads(stdin_old):
+        old_patches, new_patches = json.loads(stdin_old)["patches"], json.loads(stdin_new)["patches"]
+        assert set(new_patches) - set(old_patches) == {host}
+        assert {h: new_patches[h] for h in old_patches} == old_patches
+    else:
+        assert stdin_old == stdin_new, before.name
 
 
 def _sorted_args(calls: list[Invoke]) -> list[str]:

@@ -1,5 +1,8 @@
-"""Day-2 graph under mocks, for every valid stack and mutated copies of it: the version gate, the
-node lifecycle commands in waves, the Kubernetes upgrade and how config generation waits for it.
+"""Day-2 graph under mocks, for every valid stack and mutated copies of it: the version gate, one
+lifecycle command per node, the upgrade and config rollouts, the Kubernetes upgrade, and what
+each change updates. The environment and stdin the graph gives the rollouts are fed to the day-2
+steps themselves, so the contract between the two is tested end to end; the walk inside the
+rollouts is tests/test_rollouts.py, the graph's edges tests/test_rollout_graph.py.
 
 Expected orders are computed here from the stack file (control planes in hostname order, then
 workers in batches), never read from the plan under test.
@@ -51,7 +54,7 @@ def commands(run: Run) -> dict[str, Registration]:
     return {r.name: r for r in run.of_type(COMMAND) if r.inputs.get("create") in texts}
 
 
-def expected_waves(stack: Path, cname: str) -> list[list[str]]:
+def expected_waves(stack: Path, cname: str, without: str = "") -> list[list[str]]:
     """Control planes one by one, then workers in batches of the batch size, in hostname order:
     the engine hands structured config to the program as JSON with its map keys sorted (Go's
     encoding/json), so file order cannot survive `pulumi up` (see talos_fleet/loader.py)."""
@@ -59,17 +62,18 @@ def expected_waves(stack: Path, cname: str) -> list[list[str]]:
     cluster = document["talos-fleet:clusters"][cname]
     policy = cluster.get("upgrade") or document["talos-fleet:defaults"].get("upgrade") or {}
     size = policy.get("workerBatchSize", 1)
-    nodes = dict(sorted(cluster["nodes"].items()))
+    nodes = {h: n for h, n in sorted(cluster["nodes"].items()) if h != without}
     cps = [[h] for h, n in nodes.items() if n["role"] == "controlplane"]
     workers = [h for h, n in nodes.items() if n["role"] == "worker"]
     return cps + [workers[i : i + size] for i in range(0, len(workers), size)]
 
 
-def test_one_gate_one_lifecycle_per_node_one_kubernetes_upgrade(valid_stack: Path) -> None:
+def test_per_cluster_a_gate_two_rollouts_a_kubernetes_upgrade_and_a_lifecycle_per_node(valid_stack: Path) -> None:
     run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
     expected = set()
     for cname, cluster in fleet.clusters.items():
         expected |= {f"{cname}-version-gate", f"{cname}-kubernetes-upgrade"}
+        expected |= {f"{cname}-upgrade-rollout", f"{cname}-config-rollout"}
         expected |= {f"{cname}-{h}-lifecycle" for h in cluster.nodes}
     found = commands(run)
     assert set(found) == expected
@@ -82,18 +86,55 @@ def test_one_gate_one_lifecycle_per_node_one_kubernetes_upgrade(valid_stack: Pat
     for cname, cluster in fleet.clusters.items():
         for host in cluster.nodes:
             life = found[f"{cname}-{host}-lifecycle"]
-            # Creation records only (a new node installs the target directly); update upgrades;
-            # delete removes the node from the cluster.
-            assert (life.inputs["create"], life.inputs["update"], life.inputs["delete"]) == (
-                day2.command("record-node"),
-                day2.command("upgrade-node"),
-                day2.command("remove-node"),
-            )
-        k8s = found[f"{cname}-kubernetes-upgrade"]
-        assert (k8s.inputs["create"], k8s.inputs["update"]) == (
-            day2.command("record-kubernetes"),
-            day2.command("upgrade-kubernetes"),
-        )
+            # Creation and update only record (pulumi-command runs `create` again when there is
+            # no `update`: pulumi/pulumi-command v1.2.1 provider/pkg/provider/local/
+            # commandController.go Update); delete removes the node from the cluster.
+            assert life.inputs["create"] == day2.command("record-node")
+            assert life.inputs.get("update") in (None, day2.command("record-node"))
+            assert life.inputs["delete"] == day2.command("remove-node")
+        for rollout, create, update in (
+            ("upgrade-rollout", "record-upgrades", "upgrade-rollout"),
+            ("kubernetes-upgrade", "record-kubernetes", "upgrade-kubernetes"),
+            ("config-rollout", "record-config", "roll-config"),
+        ):
+            reg = found[f"{cname}-{rollout}"]
+            assert (reg.inputs["create"], reg.inputs["update"]) == (day2.command(create), day2.command(update))
+            assert reg.inputs.get("delete") is None
+
+
+def _step_output(name: str, reg: Registration, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """What the day-2 step `name` prints for the command's registered environment and stdin."""
+    stdin = reg.inputs.get("stdin")
+    code = day2.main([name], plain(reg.inputs["environment"]), plain(stdin) if stdin is not None else "")
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    record: dict[str, Any] = json.loads(out.out.splitlines()[-1])
+    return record
+
+
+def test_the_rollouts_read_exactly_what_the_graph_gives_them(
+    valid_stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both creations run on the registered environment and stdin and record every node; the
+    config rollout's schedule over them is the cluster's waves (canary first)."""
+    run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
+    found = commands(run)
+    for cname, cluster in fleet.clusters.items():
+        upgrades = _step_output("record-upgrades", found[f"{cname}-upgrade-rollout"], capsys)
+        assert day2.unpack(upgrades["nodes"]) == sorted(cluster.nodes)
+        assert upgrades["talos"] == fleet.talos_version(cluster)
+        config = _step_output("record-config", found[f"{cname}-config-rollout"], capsys)
+        table = day2.config_table(day2.unpack(config["config"]))
+        assert table is not None
+        assert sorted(table) == sorted(cluster.nodes)
+        env = plain(found[f"{cname}-config-rollout"].inputs["environment"])
+        roles = {
+            k.removeprefix("TALOS_FLEET_CONFIG_"): json.loads(v)["role"] for k, v in env.items() if "_CONFIG_" in k
+        }
+        waves = expected_waves(valid_stack, cname)
+        schedule = day2.config_schedule(roles.items(), set(roles), int(env["TALOS_FLEET_WORKER_BATCH_SIZE"]))
+        first = waves[0][0]
+        assert [list(w) for w in schedule] == [[first], *expected_waves(valid_stack, cname, without=first)]
 
 
 def test_credentials_reach_commands_only_on_secret_stdin(valid_stack: Path) -> None:
@@ -105,9 +146,12 @@ def test_credentials_reach_commands_only_on_secret_stdin(valid_stack: Path) -> N
             assert "stdin" not in reg.inputs  # the gate needs no credentials
             continue
         assert is_secret(reg.inputs["stdin"]), name
+        stdin = json.loads(plain(reg.inputs["stdin"]))
         # Only the OS CA, in the provider's camelCase machine-secrets shape: a renewed client
-        # certificate can never reach a step.
-        assert json.loads(plain(reg.inputs["stdin"])) == {"osCa": FAKE_MACHINE_SECRETS["certs"]["os"]}
+        # certificate can never reach a step. The config rollout also gets the role configs and
+        # the node patches, what each apply sends.
+        assert stdin.pop("osCa") == FAKE_MACHINE_SECRETS["certs"]["os"], name
+        assert set(stdin) == ({"roleConfigs", "patches"} if name.endswith("-config-rollout") else set()), name
 
 
 def test_a_renewed_client_certificate_changes_no_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,46 +189,15 @@ def test_commands_run_in_the_project_root_wherever_the_checkout_lives(monkeypatc
             assert (cwd / directory / "talos_fleet" / "day2.py").is_file()
 
 
-def test_lifecycles_run_in_waves_each_after_the_whole_previous_one(valid_stack: Path) -> None:
-    run, fleet = run_stack_file(valid_stack), load_stack_file(valid_stack)
-    found, by_urn = commands(run), run.by_urn()
-    for cname in fleet.clusters:
-        gate = found[f"{cname}-version-gate"]
-        previous: list[str] = []
-        for wave in expected_waves(valid_stack, cname):
-            for host in wave:
-                life = found[f"{cname}-{host}-lifecycle"]
-                waits_for = {u for u in life.dependencies if by_urn[u].type == COMMAND}
-                assert waits_for == {*previous, gate.urn}, (host, waits_for)
-                # The gate is a data edge: the target version reaches the node through it.
-                assert gate.urn in life.property_dependencies["environment"]
-            previous = [found[f"{cname}-{h}-lifecycle"].urn for h in wave]
-        k8s = found[f"{cname}-kubernetes-upgrade"]
-        lifecycles = {r.urn for n, r in found.items() if n.startswith(f"{cname}-") and n.endswith("-lifecycle")}
-        assert lifecycles <= set(k8s.dependencies)
-        assert gate.urn in k8s.property_dependencies["environment"]
-
-
-def test_worker_batches_follow_the_batch_size(tmp_path: Path) -> None:
+def test_the_rollouts_carry_the_worker_batch_size(tmp_path: Path) -> None:
     stack = Path(__file__).parent.parent / "stacks" / "Pulumi.homelab.yaml"
 
     def wide(document: dict[str, Any]) -> None:
-        defaults = document["config"]["talos-fleet:defaults"]
-        defaults["upgrade"] = {"workerBatchSize": 2}
-        nodes = document["config"]["talos-fleet:clusters"]["homelab"]["nodes"]
-        nodes["worker-3"] = {"role": "worker", "source": "kvm", "address": "10.17.3.23"}
+        document["config"]["talos-fleet:defaults"]["upgrade"] = {"workerBatchSize": 2}
 
-    changed = mutated_stack(stack, tmp_path, wide)
-    run = run_stack_file(changed)
-    found = commands(run)
-    urn = {name: reg.urn for name, reg in found.items()}
-    w1, w2, w3 = (found[f"homelab-worker-{i}-lifecycle"] for i in (1, 2, 3))
-    # Workers 1 and 2 upgrade together after the last control plane; worker 3 after both.
-    assert urn["homelab-cp-3-lifecycle"] in w1.dependencies
-    assert urn["homelab-cp-3-lifecycle"] in w2.dependencies
-    assert urn["homelab-worker-1-lifecycle"] not in w2.dependencies
-    assert {urn["homelab-worker-1-lifecycle"], urn["homelab-worker-2-lifecycle"]} <= set(w3.dependencies)
-    assert urn["homelab-cp-3-lifecycle"] not in w3.dependencies
+    found = commands(run_stack_file(mutated_stack(stack, tmp_path, wide)))
+    for name in ("homelab-upgrade-rollout", "homelab-config-rollout"):
+        assert plain(found[name].inputs["environment"])["TALOS_FLEET_WORKER_BATCH_SIZE"] == "2", name
 
 
 def test_node_steps_read_the_machine_address_so_removal_precedes_machine_deletion(valid_stack: Path) -> None:
@@ -248,25 +261,28 @@ def _diff(before: Run, after: Run) -> dict[str, tuple[Registration, Registration
 
 
 @pytest.mark.parametrize("change", [bump_talos, add_extension], ids=["talos-version", "extension"])
-def test_a_talos_or_image_change_updates_every_node_step_and_replaces_nothing(
+def test_a_talos_or_image_change_updates_the_rollouts_only_and_replaces_nothing(
     valid_stack: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]
 ) -> None:
+    """The upgrade rollout's target moves (version, installer per architecture) and nothing else
+    of it; the config rollout sees each node's new install image (its node patch); no lifecycle
+    and no Kubernetes upgrade runs."""
     fleet = load_stack_file(valid_stack)
     before, after = run_stack_file(valid_stack), run_stack_file(mutated_stack(valid_stack, tmp_path, change))
     changed = _diff(before, after)
-    for cname, host, _ in fleet.all_nodes():
-        old, new = changed[f"{cname}-{host}-lifecycle"]
+    for cname in fleet.clusters:
+        old, new = changed[f"{cname}-upgrade-rollout"]
         env_old, env_new = plain(old.inputs["environment"]), plain(new.inputs["environment"])
-        assert env_old["TALOS_FLEET_INSTALLER"] != env_new["TALOS_FLEET_INSTALLER"]
-        # Nothing but the target moved: the same node, the same commands.
-        moved = {k for k in env_old if env_old[k] != env_new[k]}
-        assert moved <= {"TALOS_FLEET_INSTALLER", "TALOS_FLEET_TALOS_VERSION"}
+        moved = {k for k in env_old.keys() | env_new.keys() if env_old.get(k) != env_new.get(k)}
+        assert moved
+        assert all(k == "TALOS_FLEET_TALOS_VERSION" or k.startswith("TALOS_FLEET_INSTALLER_") for k in moved), moved
         assert {k: v for k, v in old.inputs.items() if k != "environment"} == {
             k: v for k, v in new.inputs.items() if k != "environment"
         }
+        assert f"{cname}-config-rollout" in changed
     for name, (old, _) in changed.items():
         assert old.type not in (*KEEP, SECRETS), f"{name} would change"
-        assert not name.endswith("-kubernetes-upgrade"), "a Talos change runs no Kubernetes upgrade"
+        assert not name.endswith(("-kubernetes-upgrade", "-lifecycle")), f"a Talos change runs no {name}"
 
 
 def test_a_kubernetes_change_runs_the_kubernetes_step_and_no_node_step(valid_stack: Path, tmp_path: Path) -> None:
@@ -277,6 +293,7 @@ def test_a_kubernetes_change_runs_the_kubernetes_step_and_no_node_step(valid_sta
     for cname in fleet.clusters:
         assert f"{cname}-kubernetes-upgrade" in changed
         assert f"{cname}-version-gate" in changed
+        assert f"{cname}-upgrade-rollout" not in changed
     assert not [n for n in changed if n.endswith("-lifecycle")]
     assert not [n for n, (r, _) in changed.items() if r.type in (*KEEP, SECRETS)]
 
@@ -302,7 +319,17 @@ def test_removing_a_node_removes_only_its_own_resources(stack: Path, tmp_path: P
     # Its lifecycle command goes (its delete drains and resets the node), with its own resources.
     assert f"{cname}-{host}-lifecycle" in gone
     assert all(n.startswith(f"{cname}-{host}") for n in gone), gone
+    rollouts = {f"{cname}-upgrade-rollout", f"{cname}-config-rollout"}
     for urn in set(old) & set(new):
+        if old[urn].name in rollouts:
+            # They lose the node's variable (and the installer of an architecture no node is
+            # left on), nothing else.
+            env_old, env_new = (plain(r.inputs["environment"]) for r in (old[urn], new[urn]))
+            moved = {k for k in env_old if env_old[k] != env_new.get(k)}
+            assert f"TALOS_FLEET_{'TARGET' if 'upgrade' in old[urn].name else 'CONFIG'}_{host}" in moved
+            assert all(k.endswith(f"_{host}") or k.startswith("TALOS_FLEET_INSTALLER_") for k in moved), moved
+            assert set(env_new) <= set(env_old)
+            continue
         assert diffed_inputs(old[urn]) == diffed_inputs(new[urn]), old[urn].name
 
 

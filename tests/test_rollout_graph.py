@@ -1,0 +1,201 @@
+"""The rollout graph under mocks (issue #13), for every valid stack and a generated 1,000-node
+cluster: one upgrade rollout and one config rollout per cluster walk the waves themselves, so no
+resource waits on another node's step and every resource's ancestry stays a handful of resources
+whatever the cluster's size. The orders inside the rollouts are the day-2 steps' (tests/test_rollouts.py).
+
+Expected values come from the stack file and talos_fleet.waves, never from the registrations under test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.__main__ import fleet_config
+from talos_fleet import naming
+from talos_fleet.loader import load_pulumi_config, load_stack_file
+from talos_fleet.spec import Fleet
+from tests.conftest import VALID_STACKS, stack_id
+from tests.harness import Registration, Run, is_secret, mutated_stack, plain, run_program, run_stack_file
+
+COMMAND = "command:local:Command"
+APPLY = "talos:machine/configurationApply:ConfigurationApply"
+MACHINES = ("libvirt:index/domain:Domain", "matchbox:index/group:Group")
+BIG = 1000
+
+
+@cache
+def big_run() -> tuple[Run, Fleet]:
+    """One generated cluster of 1,000 metal nodes (3 control planes), run once for this module."""
+    config = fleet_config(BIG, 1)
+    return run_program(config), load_pulumi_config(config, [])
+
+
+@pytest.fixture(params=[*VALID_STACKS, None], ids=lambda p: "1000-nodes" if p is None else stack_id(p))
+def case(request: pytest.FixtureRequest) -> tuple[Run, Fleet]:
+    """Every valid stack, and the generated 1,000-node cluster."""
+    path: Path | None = request.param
+    if path is None:
+        return big_run()
+    return run_stack_file(path), load_stack_file(path)
+
+
+def _named(run: Run) -> dict[str, Registration]:
+    return {r.name: r for r in run.registrations}
+
+
+def ancestry(run: Run, start: Registration) -> set[str]:
+    """Every resource `start` waits for, directly or through others (dependencies include the
+    resources its Output inputs came from)."""
+    by_urn, seen, todo = run.by_urn(), set(), list(start.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn in seen or urn not in by_urn:
+            continue
+        seen.add(urn)
+        todo += by_urn[urn].dependencies
+    return seen
+
+
+def _first_control_plane(fleet: Fleet, cname: str) -> str:
+    return sorted(h for h, n in fleet.clusters[cname].nodes.items() if n.role == "controlplane")[0]
+
+
+def _machine_of(run: Run, cname: str, host: str) -> str | None:
+    names = {naming.vm_domain(cname, host), naming.pxe_group(cname, host)}
+    return next((r.urn for r in run.registrations if r.type in MACHINES and r.name in names), None)
+
+
+def _nodes(fleet: Fleet) -> Iterator[tuple[str, str]]:
+    for cname, host, _ in fleet.all_nodes():
+        yield cname, host
+
+
+def test_no_node_step_waits_for_another_node(case: tuple[Run, Fleet]) -> None:
+    """Lifecycles have no edges between them: each reads its own machine and the first control
+    plane's, so its delete (drain, reset) runs before its machine's, and removals serialize on the
+    step's own lock instead of graph edges."""
+    run, fleet = case
+    named, by_urn = _named(run), run.by_urn()
+    for cname, host in _nodes(fleet):
+        life = named[naming.node_lifecycle(cname, host)]
+        waits = {by_urn[u].name for u in life.dependencies if u in by_urn and by_urn[u].type == COMMAND}
+        assert waits == set(), (host, waits)
+        machines = {u for u in life.dependencies if u in by_urn and by_urn[u].type in MACHINES}
+        expected = {
+            m for m in (_machine_of(run, cname, host), _machine_of(run, cname, _first_control_plane(fleet, cname))) if m
+        }
+        assert machines == expected, host
+        env = plain(life.inputs["environment"])
+        assert not any(k.startswith(("TALOS_FLEET_TALOS_VERSION", "TALOS_FLEET_INSTALLER")) for k in env), (
+            "a version bump must not update every lifecycle"
+        )
+
+
+def test_upgrade_rollout_reads_the_gate_and_one_machine_and_every_node_as_plain_values(
+    case: tuple[Run, Fleet],
+) -> None:
+    run, fleet = case
+    named, by_urn = _named(run), run.by_urn()
+    for cname, cluster in fleet.clusters.items():
+        rollout = named[naming.upgrade_rollout(cname)]
+        gate = named[naming.version_gate(cname)]
+        assert gate.urn in rollout.property_dependencies["environment"]
+        first = _machine_of(run, cname, _first_control_plane(fleet, cname))
+        machines = {u for u in rollout.dependencies if by_urn[u].type in MACHINES}
+        assert machines == ({first} if first else set())
+        env = plain(rollout.inputs["environment"])
+        targets = {
+            k.removeprefix("TALOS_FLEET_TARGET_"): json.loads(v)
+            for k, v in env.items()
+            if k.startswith("TALOS_FLEET_TARGET_")
+        }
+        assert targets == {
+            host: {"arch": fleet.sources[node.source].architecture, "ip": node.ip, "role": node.role}
+            for host, node in cluster.nodes.items()
+        }
+        assert env["TALOS_FLEET_TALOS_VERSION"] == fleet.talos_version(cluster)
+        assert env["TALOS_FLEET_WORKER_BATCH_SIZE"] == str(fleet.upgrade(cluster).worker_batch_size)
+        assert is_secret(rollout.inputs["stdin"])
+
+
+def test_kubernetes_after_the_upgrade_rollout_and_configs_after_kubernetes(case: tuple[Run, Fleet]) -> None:
+    """Kubernetes moves after every node runs the target Talos (the upgrade rollout finishes only
+    after its last wave), and nothing carries the new Kubernetes version before upgrade-k8s."""
+    run, fleet = case
+    named = _named(run)
+    for cname in fleet.clusters:
+        k8s = named[naming.kubernetes_upgrade(cname)]
+        assert named[naming.upgrade_rollout(cname)].urn in k8s.property_dependencies["environment"]
+        config = named[naming.config_rollout(cname)]
+        # The role configs reach the config rollout through its stdin; they were generated with
+        # the Kubernetes step's output, so that edge comes along.
+        assert k8s.urn in config.property_dependencies["stdin"]
+        for host in fleet.clusters[cname].nodes:
+            apply = named[naming.node_apply(cname, host)]
+            assert config.urn in apply.dependencies, host
+            assert k8s.urn in apply.property_dependencies["machineConfigurationInput"], host
+
+
+def test_config_rollout_carries_what_each_apply_sends_and_one_variable_per_node(case: tuple[Run, Fleet]) -> None:
+    run, fleet = case
+    named = _named(run)
+    for cname, cluster in fleet.clusters.items():
+        rollout = named[naming.config_rollout(cname)]
+        assert is_secret(rollout.inputs["stdin"])
+        stdin = json.loads(plain(rollout.inputs["stdin"]))
+        applies = {host: named[naming.node_apply(cname, host)] for host in cluster.nodes}
+        assert stdin["patches"] == {h: plain(a.inputs["configPatches"]) for h, a in applies.items()}
+        assert set(stdin["roleConfigs"]) == {"controlplane", "worker"}
+        assert set(stdin["osCa"]) == {"cert", "key"}
+        env = plain(rollout.inputs["environment"])
+        configs = {
+            k.removeprefix("TALOS_FLEET_CONFIG_"): json.loads(v)
+            for k, v in env.items()
+            if k.startswith("TALOS_FLEET_CONFIG_")
+        }
+        assert set(configs) == set(cluster.nodes)
+        for host, node in cluster.nodes.items():
+            assert (configs[host]["ip"], configs[host]["role"]) == (node.ip, node.role)
+            assert {len(configs[host]["live"]), len(configs[host]["reboot"])} == {12}
+
+
+def test_every_ancestry_is_small_whatever_the_cluster_size() -> None:
+    """What makes evaluation linear: the SDK's cycle check walks each new dependency's ancestry
+    (docs/design/issue-13-rollouts-research.md D), so no ancestry may grow with the cluster. The
+    largest ancestry of a 1,000-node cluster equals the homelab's (5 nodes)."""
+    big, _ = big_run()
+    small = run_stack_file(Path(__file__).parent.parent / "stacks" / "Pulumi.homelab.yaml")
+
+    def largest(run: Run) -> int:
+        return max(len(ancestry(run, r)) for r in run.registrations)
+
+    assert largest(big) <= largest(small) + 2, (largest(big), largest(small))
+
+
+def _env(reg: Registration) -> dict[str, Any]:
+    return dict(plain(reg.inputs["environment"]))
+
+
+def test_a_cluster_patch_changes_every_config_variable_and_no_upgrade_target(tmp_path: Path) -> None:
+    stack = Path(__file__).parent.parent / "stacks" / "Pulumi.homelab.yaml"
+
+    def patch(document: dict[str, Any]) -> None:
+        cluster = document["config"]["talos-fleet:clusters"]["homelab"]
+        cluster.setdefault("patches", []).append({"machine": {"sysctls": {"vm.max_map_count": "262144"}}})
+
+    before, after = run_stack_file(stack), run_stack_file(mutated_stack(stack, tmp_path, patch))
+    old, new = _named(before), _named(after)
+    assert _env(old[naming.upgrade_rollout("homelab")]) == _env(new[naming.upgrade_rollout("homelab")])
+    env_old, env_new = _env(old[naming.config_rollout("homelab")]), _env(new[naming.config_rollout("homelab")])
+    for key, value in env_old.items():
+        if key.startswith("TALOS_FLEET_CONFIG_"):
+            was, now = json.loads(value), json.loads(env_new[key])
+            # sysctls apply live (Talos 1.13 CanApplyImmediate copies .machine.sysctls).
+            assert was["live"] != now["live"], key
+            assert was["reboot"] == now["reboot"], key
