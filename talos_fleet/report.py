@@ -20,7 +20,10 @@ STEP_TITLES = {
     "create": "Create machines",
     "upgrade": "Talos upgrade",
     "kubernetes": "Kubernetes upgrade",
+    "canary": "Config canary",
+    "config": "Config rollout",
     "apply": "Apply configs",
+    "resend": "Re-send configs",
     "bootstrap": "Bootstrap",
     "remove": "Remove",
 }
@@ -138,7 +141,9 @@ def _cluster_summary(cluster: ClusterReview) -> list[str]:
         span = (
             f" in {len(same)} step(s), {nodes} node(s), from `{first.nodes[0]}` to `{last.nodes[-1]}`" if nodes else ""
         )
-        out.append(f"{i}. **{STEP_TITLES[first.kind]}**{span}: {first.detail}")
+        unique = list(dict.fromkeys(s.detail for s in same))
+        details = "; ".join(unique[:2]) + (f"; and {len(unique) - 2} more" if len(unique) > 2 else "")
+        out.append(f"{i}. **{STEP_TITLES[first.kind]}**{span}: {details}")
     return out
 
 
@@ -187,6 +192,7 @@ COLOURS: dict[ActionKind, str] = {
     "talos-upgrade": "fill:#fff2b3",
     "kubernetes-upgrade": "fill:#e6d4ff",
     "pxe-change": "fill:#ffe6f2",
+    "config-reboot": "fill:#b8d0ff",
     "config-live": "fill:#dbe9ff",
     "step-rerun": "fill:#e8f4f4",
     "other-change": "fill:#e8f4f4",

@@ -2,10 +2,13 @@
 order. Pure. Two views are combined:
 
 * the documents and versions of each node (what the cluster sees): a Talos version or installer
-  image change is a rolling upgrade (#4: `ClusterOperations`), control planes one at a time, then
+  image change is a rolling upgrade (#4: the upgrade rollout), control planes one at a time, then
   worker batches, each drained and health-checked; a Kubernetes version change is one `talosctl
-  upgrade-k8s` for the cluster, after which every node's config is applied again; any other
-  change to a node's documents reaches it through its config apply (mode auto), at once;
+  upgrade-k8s` for the cluster; a change to a node's config (its documents, the Kubernetes
+  version or the installer image in it) reaches existing nodes through the cluster's config
+  rollout (#13): a canary, then the waves, health-gated, each node live or staged and rebooted,
+  drained, exactly as the program decides it (talos_fleet.reboots: the hashes in the rollout's
+  environment); new nodes install after it, in parallel;
 * the desired state, resource by resource (talos_fleet.changes, judged by the providers' rules in
   talos_fleet.providers): every created, updated, replaced or deleted resource is shown on the
   nodes it belongs to, and what the documents do not explain becomes an action of its own (a VM
@@ -20,13 +23,16 @@ creating and updating), in reverse rollout order.
 from __future__ import annotations
 
 import difflib
+import json
+from collections.abc import Mapping
+from functools import lru_cache
 from typing import Literal
 
 import yaml
 
-from talos_fleet import commands, naming, versions
+from talos_fleet import commands, day2, naming, reboots, versions
 from talos_fleet.changes import ResourceChange, diff, name_clashes
-from talos_fleet.desired import DATA
+from talos_fleet.desired import DATA, Resource
 from talos_fleet.snapshot import ClusterView, Document, NodeView, Snapshot, View
 
 ActionKind = Literal[
@@ -34,6 +40,7 @@ ActionKind = Literal[
     "new-node",
     "removed-node",
     "config-live",
+    "config-reboot",
     "talos-upgrade",
     "kubernetes-upgrade",
     "vm-change",
@@ -49,6 +56,7 @@ ACTION_LABELS: dict[ActionKind, str] = {
     "new-node": "new node",
     "removed-node": "removed node",
     "config-live": "config change applied live",
+    "config-reboot": "config change needs a reboot",
     "talos-upgrade": "Talos upgrade",
     "kubernetes-upgrade": "Kubernetes upgrade",
     "vm-change": "VM replaced, disks kept",
@@ -99,7 +107,9 @@ class NodeChange(View):
         return tuple(a.kind for a in self.actions)
 
 
-StepKind = Literal["replace-vms", "create", "upgrade", "kubernetes", "apply", "bootstrap", "remove"]
+StepKind = Literal[
+    "replace-vms", "create", "upgrade", "kubernetes", "canary", "config", "apply", "resend", "bootstrap", "remove"
+]
 
 
 class Step(View):
@@ -154,7 +164,8 @@ class Review(View):
 
 def _without_installer(doc: Document) -> str:
     """A node's v1alpha1 document without `machine.install.image`: the installer moves with the
-    Talos upgrade, which is its own action (the apply then only records it)."""
+    Talos upgrade, which is its own action (the config rollout then applies it live, and Talos
+    only reads it at the next upgrade)."""
     if doc.layer != "node" or doc.origin != "talos-fleet" or doc.name != "v1alpha1":
         return doc.yaml
     data = yaml.safe_load(doc.yaml)
@@ -192,6 +203,81 @@ def _config_changed(base: NodeView, head: NodeView) -> list[str]:
     after = {d.key: _without_installer(d) for d in head.documents}
     labels = {d.key: d.label for d in (*base.documents, *head.documents)}
     return [labels[k] for k in dict.fromkeys([*after, *before]) if before.get(k) != after.get(k)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config changes: live or reboot, decided as the config rollout decides
+
+Hashes = Mapping[str, str]
+"""A node's {"live": ..., "reboot": ...} (talos_fleet.reboots.node_hashes)."""
+ConfigPath = Literal["live", "reboot"]
+
+# The config rollout's variable per node (talos_fleet.desired, plan.config_target).
+CONFIG_VARIABLE = "TALOS_FLEET_CONFIG_"
+# A per-node variable of the upgrade rollout (plan.upgrade_targets).
+TARGET_VARIABLE = "TALOS_FLEET_TARGET_"
+
+
+def rollout_hashes(resources: tuple[Resource, ...], cluster: ClusterView) -> dict[str, Hashes] | None:
+    """Per node, the hashes the program's config rollout compares, read from its environment in
+    the desired state: the plan decides from the very values the rollout gets. None: the
+    snapshot has no config rollout for the cluster (made by code from before it existed)."""
+    name = naming.config_rollout(cluster.name)
+    rollout = next((r for r in resources if r.kind == "Command" and r.name == name), None)
+    if rollout is None:
+        return None
+    env: dict[str, str] = rollout.inputs.get("environment") or {}
+    found = {k: json.loads(v) for k, v in env.items() if k.startswith(CONFIG_VARIABLE)}
+    by_ip = {v.get("ip"): v for v in found.values()}
+    out: dict[str, Hashes] = {}
+    for node in cluster.nodes:
+        value = found.get(CONFIG_VARIABLE + node.hostname) or by_ip.get(node.address)
+        if value is not None:
+            out[node.hostname] = {"live": value["live"], "reboot": value["reboot"]}
+    return out
+
+
+@lru_cache(maxsize=256)
+def _role_parts(inputs: str) -> reboots.RoleParts:
+    """Once per role and cluster, not per node (`inputs` as canonical JSON)."""
+    return reboots.RoleParts.from_inputs(json.loads(inputs))
+
+
+def document_hashes(node: NodeView) -> Hashes:
+    """The same two hashes from a snapshot's documents, for snapshots without a config rollout:
+    the generation's inputs (the `generated` document, the contract as `talosVersion`, the
+    Kubernetes version), the cluster and role documents as the role's patches, the node's
+    documents as its own. Not equal to the rollout's (other input names), but decided by the
+    same rule over the same documents, so compare them only with each other."""
+    inputs: dict[str, object] = {"kubernetesVersion": node.kubernetes_version}
+    for doc in node.documents:
+        if doc.layer == "generated":
+            generated = dict(yaml.safe_load(doc.yaml) or {})
+            inputs["talosVersion"] = generated.pop("configContract", None)
+            inputs.update(generated)
+    inputs["configPatches"] = [d.yaml for d in node.documents if d.layer in ("cluster", "role")]
+    role = _role_parts(json.dumps(inputs, sort_keys=True))
+    return reboots.node_hashes(role, [d.yaml for d in node.documents if d.layer == "node"])
+
+
+def config_path(before: Hashes, after: Hashes) -> ConfigPath | None:
+    """How the config rollout brings a node from one config to the other: it reboots the node
+    (staged, drained) iff the reboot hash moves; otherwise a moved live hash applies live."""
+    if before["reboot"] != after["reboot"]:
+        return "reboot"
+    return "live" if before["live"] != after["live"] else None
+
+
+def _reboot_settings(base_cluster: ClusterView, head_cluster: ClusterView, base: NodeView, head: NodeView) -> list[str]:
+    """The settings of the node's config change that need a reboot, for humans."""
+    said = []
+    if base_cluster.contract != head_cluster.contract:
+        said.append(f"configContract {base_cluster.contract} → {head_cluster.contract}")
+
+    def texts(node: NodeView) -> list[str]:
+        return [d.yaml for d in node.documents if d.layer != "generated"]
+
+    return said + reboots.reboot_changes(texts(base), texts(head))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +344,15 @@ def _vm_actions(base: NodeView, head: NodeView) -> tuple[list[Action], list[str]
     return [Action(kind="vm-change", detail=detail, replaces_vm=True)], notes
 
 
-def node_actions(base_cluster: ClusterView, head_cluster: ClusterView, base: NodeView, head: NodeView) -> NodeChange:
+def node_actions(
+    base_cluster: ClusterView,
+    head_cluster: ClusterView,
+    base: NodeView,
+    head: NodeView,
+    hashes: tuple[Hashes, Hashes] | None = None,
+) -> NodeChange:
+    """`hashes`: the node's (base, head) config hashes as the config rollout sees them; without
+    them, computed from the documents (document_hashes)."""
     actions: list[Action] = []
     talos = []
     if base.talos_version != head.talos_version:
@@ -274,12 +368,20 @@ def node_actions(base_cluster: ClusterView, head_cluster: ClusterView, base: Nod
         older = versions.parse_version(head.kubernetes_version) < versions.parse_version(base.kubernetes_version)
         detail = (
             f"{base.kubernetes_version} → {head.kubernetes_version} (talosctl upgrade-k8s, once for the cluster, "
-            "then every node's config is applied again with the new version)"
+            "then the config rollout applies every node's config with the new version, live, in waves)"
         )
         actions.append(Action(kind="kubernetes-upgrade", detail=detail, downgrade=older))
     vm, notes = _vm_actions(base, head)
     changed = _config_changed(base, head)
-    if changed:
+    before, after = hashes or (document_hashes(base), document_hashes(head))
+    path = config_path(before, after)
+    if path == "reboot":
+        settings = ", ".join(_reboot_settings(base_cluster, head_cluster, base, head)) or "its config"
+        detail = f"{settings}: staged, then the node is drained and rebooted in its wave of the config rollout"
+        actions.append(
+            Action(kind="config-reboot", detail=detail + (f" (changed: {', '.join(changed)})" if changed else ""))
+        )
+    elif changed:
         actions.append(Action(kind="config-live", detail=", ".join(changed)))
     actions += vm
     return NodeChange(
@@ -347,7 +449,61 @@ def _new_node_detail(stack: str, node: NodeView) -> str:
     )
 
 
-def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[NodeChange]) -> list[Step]:
+def _how(wave: tuple[str, ...], paths: Mapping[str, ConfigPath]) -> str:
+    live = [h for h in wave if paths[h] == "live"]
+    staged = [h for h in wave if paths[h] == "reboot"]
+    reboot = "staged, then drained and rebooted" + (" together" if len(staged) > 1 else "")
+    if not staged:
+        return "applied live (no reboot)"
+    if not live:
+        return reboot
+    return f"{', '.join(live)} applied live; {', '.join(staged)} {reboot}"
+
+
+def _config_rollout(
+    base: ClusterView, head: ClusterView, paths: Mapping[str, ConfigPath], new: list[str], rolled: bool
+) -> list[Step]:
+    """The config rollout's waves, with the schedule the rollout itself computes
+    (day2.config_schedule), then the config applies: new nodes install, existing ones re-send."""
+    if not rolled:
+        # The rollout is created by this change, and a created rollout only records: the
+        # provider's applies carry the change, at once, as before the rollout existed.
+        changed = list(dict.fromkeys([*new, *(n.hostname for n in head.nodes if n.hostname in paths)]))
+        detail = "config applies, at once (mode auto): the config rollout is created by this change and only records"
+        return [Step(kind="apply", nodes=tuple(changed), detail=detail)] if changed else []
+    steps: list[Step] = []
+    existing = [(n.hostname, n.role) for n in head.nodes if base.node(n.hostname) is not None]
+    schedule = day2.config_schedule(existing, set(paths), head.worker_batch_size)
+    for number, wave in enumerate(schedule):
+        if number == 0:
+            detail = (
+                f"health check, then {_how(wave, paths)}, then a health check; if it fails the rollout stops "
+                "here and no other node is touched"
+            )
+            steps.append(Step(kind="canary", nodes=wave, detail=detail))
+        else:
+            steps.append(Step(kind="config", nodes=wave, detail=f"{_how(wave, paths)}, then a health check"))
+    if new:
+        detail = "new nodes install in parallel: their config applies run once the config rollout is done"
+        steps.append(Step(kind="apply", nodes=tuple(new), detail=detail))
+    if schedule:
+        detail = (
+            "their config applies re-send the config the rollout applied, byte for byte: nothing changes on the nodes"
+        )
+        steps.append(Step(kind="resend", nodes=tuple(h for wave in schedule for h in wave), detail=detail))
+    return steps
+
+
+def _rollout(
+    base: ClusterView | None,
+    head: ClusterView | None,
+    nodes: list[NodeChange],
+    paths: Mapping[str, ConfigPath],
+    rolled: bool,
+) -> list[Step]:
+    """`paths`: how the config rollout brings each existing node whose config changes (a
+    Kubernetes or Talos bump moves every node's: the version, the installer image); `rolled`:
+    whether the base has a config rollout to do it."""
     by_kind: dict[ActionKind, list[str]] = {}
     for n in nodes:
         for kind in n.kinds:
@@ -371,13 +527,13 @@ def _rollout(base: ClusterView | None, head: ClusterView | None, nodes: list[Nod
     if head is not None and by_kind.get("kubernetes-upgrade"):
         detail = f"talosctl upgrade-k8s --to {head.kubernetes_version}, then a health check"
         steps.append(Step(kind="kubernetes", nodes=(), detail=detail))
-    applied = list(dict.fromkeys([*by_kind.get("new-node", []), *by_kind.get("config-live", [])]))
-    if head is not None and by_kind.get("kubernetes-upgrade"):
+    new = by_kind.get("new-node", [])
+    if base is not None and head is not None:
         # The role configs are generated with the Kubernetes version only once upgrade-k8s is
-        # done: every node's config apply has new inputs and runs again.
-        applied = list(dict.fromkeys([*applied, *(n.hostname for n in head.nodes)]))
-    if applied:
-        steps.append(Step(kind="apply", nodes=tuple(applied), detail="config applies, at once (mode auto)"))
+        # done, so the config rollout runs after it (and after the upgrade rollout).
+        steps += _config_rollout(base, head, paths, new, rolled)
+    elif new:
+        steps.append(Step(kind="apply", nodes=tuple(new), detail="config applies, in parallel"))
     if base is None and head is not None:
         first = next(n.hostname for n in head.nodes if n.role == "controlplane")
         steps.append(Step(kind="bootstrap", nodes=(first,), detail="etcd bootstrapped once, on its own address"))
@@ -406,10 +562,11 @@ def _warnings(head: ClusterView | None, nodes: list[NodeChange]) -> list[str]:
     control_planes = [n.hostname for n in down if n.role == "controlplane"]
     workers = [n.hostname for n in head.nodes if n.role == "worker"]
     out = []
-    upgraded = [n for n in nodes if "talos-upgrade" in n.kinds and head.node(n.hostname) is not None]
+    upgraded = [n for n in nodes if {"talos-upgrade", "config-reboot"} & set(n.kinds) and head.node(n.hostname)]
     if len(head.nodes) == 1 and upgraded and not down:
+        why = "the Talos upgrade" if "talos-upgrade" in upgraded[0].kinds else "its config change"
         out.append(
-            f"{upgraded[0].hostname} is the cluster's only node: it reboots for the Talos upgrade and the "
+            f"{upgraded[0].hostname} is the cluster's only node: it reboots for {why} and the "
             "Kubernetes API and every workload are down until it is back (a drain has nowhere to move them)"
         )
     if len(head.nodes) == 1 and down:
@@ -446,8 +603,8 @@ def _contract_warnings(base: ClusterView | None, head: ClusterView | None) -> li
         return []
     return [
         f"configContract is lowered {base.contract} → {head.contract}: every node's config is generated "
-        "for the older contract and applied to every node at once, not in waves; features of the newer "
-        "contract are turned off"
+        "for the older contract, and every node is staged and rebooted for it (drained, in waves); features "
+        "of the newer contract are turned off"
     ]
 
 
@@ -513,11 +670,45 @@ def _unasked_losses(
     return out
 
 
+def _config_paths(
+    base: ClusterView | None,
+    head: ClusterView | None,
+    base_resources: tuple[Resource, ...] | None,
+    head_resources: tuple[Resource, ...] | None,
+) -> tuple[dict[str, tuple[Hashes, Hashes]], bool]:
+    """Per existing node, its (base, head) config hashes: the config rollout's own when both
+    snapshots have one, else both from the documents; and whether the base has a rollout."""
+    if base is None or head is None:
+        return {}, False
+    before = rollout_hashes(base_resources, base) if base_resources is not None else None
+    after = rollout_hashes(head_resources, head) if head_resources is not None else None
+    out = {}
+    for node in head.nodes:
+        old = base.node(node.hostname)
+        if old is None:
+            continue
+        if before is not None and after is not None and node.hostname in before and node.hostname in after:
+            out[node.hostname] = (before[node.hostname], after[node.hostname])
+        else:
+            out[node.hostname] = (document_hashes(old), document_hashes(node))
+    return out, before is not None or base_resources is None
+
+
 def review_cluster(
-    stack: str, base: ClusterView | None, head: ClusterView | None, resources: tuple[ResourceChange, ...] = ()
+    stack: str,
+    base: ClusterView | None,
+    head: ClusterView | None,
+    resources: tuple[ResourceChange, ...] = (),
+    base_resources: tuple[Resource, ...] | None = None,
+    head_resources: tuple[Resource, ...] | None = None,
 ) -> ClusterReview:
+    """`base_resources`, `head_resources`: the snapshots' desired states, where the config
+    rollout's hashes are read (without them the documents decide, and the base counts as having
+    a config rollout)."""
     view = head or base
     assert view is not None, "a cluster is in the base, the head or both"
+    hashes, rolled = _config_paths(base, head, base_resources, head_resources)
+    paths = {h: p for h, (b, a) in hashes.items() if (p := config_path(b, a)) is not None}
     nodes: list[NodeChange] = []
     for node in head.nodes if head else ():
         old = base.node(node.hostname) if base else None
@@ -531,7 +722,7 @@ def review_cluster(
                 )
             )
         else:
-            nodes.append(node_actions(base, head, old, node))
+            nodes.append(node_actions(base, head, old, node, hashes[node.hostname]))
     for node in base.nodes if base else ():
         if head is None or head.node(node.hostname) is None:
             nodes.append(
@@ -546,8 +737,8 @@ def review_cluster(
     by_node: dict[str, list[ResourceChange]] = {}
     for r in resources:
         if r.kind not in DATA:
-            for ref in r.nodes:
-                by_node.setdefault(ref, []).append(r)
+            for ref, mine in _reached(view.name, r):
+                by_node.setdefault(ref, []).append(mine)
     nodes = [_with_resources(view.name, n, by_node.get(f"{view.name}/{n.hostname}", [])) for n in nodes]
     status: Literal["new", "removed", "changed", "unchanged"]
     if base is None:
@@ -560,11 +751,16 @@ def review_cluster(
         name=view.name,
         status=status,
         nodes=tuple(nodes),
-        rollout=tuple(_rollout(base, head, nodes)),
+        rollout=tuple(_rollout(base, head, nodes, paths, rolled)),
         problems=tuple(
             _problems(stack, base, head) + _moves(base, head, resources) + _unasked_losses(base, head, resources)
         ),
-        warnings=tuple(_losses(view.name, resources) + _warnings(head, nodes) + _contract_warnings(base, head)),
+        warnings=tuple(
+            _losses(view.name, resources)
+            + _warnings(head, nodes)
+            + _contract_warnings(base, head)
+            + _unrolled_reboots(paths, rolled)
+        ),
     )
 
 
@@ -580,6 +776,8 @@ def review(
             base.cluster(n) if base else None,
             head.cluster(n),
             tuple(r for r in resources if r.cluster == n or any(node.split("/", 1)[0] == n for node in r.nodes)),
+            base.resources if base else None,
+            head.resources,
         )
         for n in names
     ]
@@ -691,7 +889,9 @@ def _with_resources(cluster: str, node: NodeChange, mine: list[ResourceChange]) 
         )
     applies = [r for r in mine if r.kind == "ConfigurationApply" and r.change == "update"]
     # With an upgrade, the apply carries the new installer image, which Talos only records.
-    if applies and not kinds & {"config-live", "talos-upgrade", "kubernetes-upgrade"}:
+    if applies and not kinds & {"config-live", "config-reboot", "talos-upgrade", "kubernetes-upgrade"}:
+        # What the documents do not show (e.g. the installer image for another architecture);
+        # a change that needs a reboot has its action already (node_actions).
         add("config-live", f"the config apply's inputs change ({', '.join(applies[0].fields)})")
     if not actions:
         add("other-change", "; ".join(r.describe() for r in mine))
@@ -711,9 +911,51 @@ def _node_step(
     replaced anyway."""
     if step.name in (naming.version_gate(cluster), naming.kubernetes_upgrade(cluster)):
         return not kinds & {"kubernetes-upgrade", "talos-upgrade"}
+    if step.name in (naming.config_rollout(cluster), naming.upgrade_rollout(cluster)):
+        # What its walk does to the node is the node's config or upgrade action (and a step of
+        # the cluster's rollout); a node already at its target is only checked.
+        return False
     if step.name == naming.vm_dhcp_entry(cluster, hostname):
         return not any(a.replaces_vm for a in actions)
     return True
+
+
+def _is_rollout(cluster: str, change: ResourceChange) -> bool:
+    return change.kind == "Command" and change.name in (naming.config_rollout(cluster), naming.upgrade_rollout(cluster))
+
+
+def _own_fields(change: ResourceChange, host: str) -> tuple[str, ...]:
+    """A rollout's changed inputs that are the node's own: its variable, its patches."""
+    own = (f"environment.{CONFIG_VARIABLE}{host}", f"environment.{TARGET_VARIABLE}{host}")
+    patches = f"stdin.patches.{host}"
+    return tuple(f for f in change.fields if f in own or f == patches or f.startswith((patches + "[", patches + ".")))
+
+
+def _reached(cluster: str, change: ResourceChange) -> list[tuple[str, ResourceChange]]:
+    """The nodes a resource change is shown on, each with the change as it concerns the node. A
+    rollout belongs to every node of its cluster, but its update reaches a node only through the
+    node's own inputs; a change of its shared ones (the policy, the versions) is told by the
+    nodes' actions and the rollout steps, and its creation or deletion walks no node."""
+    if not _is_rollout(cluster, change):
+        return [(ref, change) for ref in change.nodes]
+    if change.change != "update":
+        return []  # created or deleted, it only records (or goes with its cluster)
+    out = []
+    for ref in change.nodes:
+        if fields := _own_fields(change, ref.split("/", 1)[1]):
+            out.append((ref, change.model_copy(update={"fields": fields})))
+    return out
+
+
+def _unrolled_reboots(paths: Mapping[str, ConfigPath], rolled: bool) -> list[str]:
+    rebooted = [h for h, p in paths.items() if p == "reboot"]
+    if rolled or not rebooted:
+        return []
+    return [
+        f"{', '.join(rebooted)} need a reboot for their config change, and the config rollout is only created by "
+        "this change: the provider's applies (mode auto) reboot them all at once, without a drain. To roll them "
+        "out in waves, land the config rollout first and make this change in the next pull request"
+    ]
 
 
 LOSS = {

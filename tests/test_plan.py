@@ -7,6 +7,7 @@ the plan under test.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from collections.abc import Callable
@@ -51,6 +52,26 @@ def rollout(result: Review, cluster: str = "homelab") -> list[tuple[str, list[st
 def nodes(document: dict[str, Any]) -> dict[str, Any]:
     nodes: dict[str, Any] = document["config"]["talos-fleet:clusters"]["homelab"]["nodes"]
     return nodes
+
+
+def config_walk(changed: list[str], batch: int = 1) -> list[tuple[str, list[str]]]:
+    """The config rollout's order as issue #13 and the design give it
+    (docs/design/issue-13-rollouts-research.md E.2, item 7): the canary is the first changed node in
+    wave order (the first changed control plane, else the first changed worker); then the other
+    changed control planes one at a time, then the changed workers in batches; then the existing
+    nodes' applies re-send what the rollout applied. Hostname order (the stack's waves)."""
+    planes = [h for h in CONTROL_PLANES if h in changed]
+    workers = [h for h in WORKERS if h in changed]
+    canary = (planes + workers)[0]
+    rest = [h for h in workers if h != canary]
+    steps = [("canary", [canary])] + [("config", [h]) for h in planes if h != canary]
+    steps += [("config", rest[i : i + batch]) for i in range(0, len(rest), batch)]
+    return [*steps, ("resend", [h for _, wave in steps for h in wave])]
+
+
+def step_details(result: Review, kind: str, cluster: str = "homelab") -> list[str]:
+    found = next(c for c in result.clusters if c.name == cluster)
+    return [s.detail for s in found.rollout if s.kind == kind]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +173,10 @@ def test_changing_a_label_applies_live_to_that_node_only(tmp_path: Path) -> None
         "worker-1": ["config-live"],
         "worker-2": ["unchanged"],
     }
-    assert rollout(result) == [("apply", ["worker-1"])]
+    # A canary of its own, health-checked, then its apply re-sends the same bytes.
+    assert rollout(result) == config_walk(["worker-1"])
+    (canary,) = step_details(result, "canary")
+    assert canary.startswith("health check, then applied live (no reboot), then a health check")
     (change,) = [n for c in result.clusters for n in c.nodes if n.documents]
     (doc,) = change.documents
     assert "-    node.kubernetes.io/pool: general" in doc.diff
@@ -164,10 +188,13 @@ def _waves_in_file_order(upgraded: list[str]) -> list[tuple[str, list[str]]]:
     return [("upgrade", [h]) for h in upgraded]
 
 
-def test_a_talos_bump_upgrades_every_node_in_waves_and_applies_nothing_else(tmp_path: Path) -> None:
+def test_a_talos_bump_upgrades_every_node_in_waves_then_rolls_the_new_installer_live(tmp_path: Path) -> None:
+    """The installer image is in every node's config (`.machine.install`, live: Talos reads it
+    at the next upgrade), so the config rollout walks every node after the upgrade, live."""
     result = plan_change(tmp_path, bump_talos)
     assert actions(result) == {h: ["talos-upgrade"] for h in CONTROL_PLANES + WORKERS}
-    assert rollout(result) == _waves_in_file_order(CONTROL_PLANES + WORKERS)
+    assert rollout(result) == _waves_in_file_order(CONTROL_PLANES + WORKERS) + config_walk(CONTROL_PLANES + WORKERS)
+    assert all("applied live" in d for d in step_details(result, "canary") + step_details(result, "config"))
     assert not result.problems
 
 
@@ -176,7 +203,11 @@ def test_a_bigger_worker_batch_upgrades_workers_together(tmp_path: Path) -> None
         bump_talos(doc)
         doc["config"]["talos-fleet:defaults"]["upgrade"] = {"workerBatchSize": 2}
 
-    assert rollout(plan_change(tmp_path, batch)) == [*_waves_in_file_order(CONTROL_PLANES), ("upgrade", WORKERS)]
+    assert rollout(plan_change(tmp_path, batch)) == [
+        *_waves_in_file_order(CONTROL_PLANES),
+        ("upgrade", WORKERS),
+        *config_walk(CONTROL_PLANES + WORKERS, batch=2),
+    ]
 
 
 def test_a_kubernetes_bump_is_one_cluster_step(tmp_path: Path) -> None:
@@ -185,14 +216,16 @@ def test_a_kubernetes_bump_is_one_cluster_step(tmp_path: Path) -> None:
 
     result = plan_change(tmp_path, bump)
     assert actions(result) == {h: ["kubernetes-upgrade"] for h in CONTROL_PLANES + WORKERS}
-    # upgrade-k8s, then every node's config apply runs again (the role configs carry the version).
-    assert rollout(result) == [("kubernetes", []), ("apply", CONTROL_PLANES + WORKERS)]
+    # upgrade-k8s, then the config rollout walks every node, live (the role configs carry the
+    # version: `.cluster` and `.machine.kubelet` apply live).
+    assert rollout(result) == [("kubernetes", []), *config_walk(CONTROL_PLANES + WORKERS)]
+    assert all("applied live" in d for d in step_details(result, "canary") + step_details(result, "config"))
 
 
 def test_an_extension_change_is_a_talos_upgrade_with_a_new_installer(tmp_path: Path) -> None:
     result = plan_change(tmp_path, add_extension)
     assert actions(result) == {h: ["talos-upgrade"] for h in CONTROL_PLANES + WORKERS}
-    assert rollout(result) == _waves_in_file_order(CONTROL_PLANES + WORKERS)
+    assert rollout(result) == _waves_in_file_order(CONTROL_PLANES + WORKERS) + config_walk(CONTROL_PLANES + WORKERS)
     detail = result.clusters[0].nodes[0].actions[0].detail
     assert "+siderolabs/util-linux-tools" in detail
     base, head = (r.clusters[0] for r in (result.base, result.head) if r is not None)
@@ -265,9 +298,121 @@ def test_a_cluster_patch_applies_to_every_node(tmp_path: Path) -> None:
 
     result = plan_change(tmp_path, patch)
     assert actions(result) == {h: ["config-live"] for h in CONTROL_PLANES + WORKERS}
-    assert rollout(result) == [("apply", CONTROL_PLANES + WORKERS)]
+    assert rollout(result) == config_walk(CONTROL_PLANES + WORKERS)
     labels = {d.label for c in result.clusters for n in c.nodes for d in n.documents}
     assert labels == {"cluster · v1alpha1 from clusters.homelab.patches[0]"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Config changes: live or reboot (talos_fleet.reboots), in the config rollout's order
+
+# Talos 1.14 lists environment variables as a change that needs a reboot (siderolabs/docs
+# 40a533f:public/talos/v1.15/configure-your-talos-cluster/system-configuration/editing-machine-configuration.mdx);
+# Talos 1.13 applies `.machine.env` only with a reboot (siderolabs/talos
+# v1.13.9:internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go CanApplyImmediate).
+ENV_PATCH = {"machine": {"env": {"HTTP_PROXY": "http://proxy.example.net:3128"}}}
+# `.machine.sysctls` is in 1.13's live list and in no 1.14 reboot list (same sources).
+SYSCTL_PATCH = {"machine": {"sysctls": {"vm.max_map_count": "262144"}}}
+
+
+def test_a_setting_that_needs_a_reboot_is_staged_and_rebooted_drained_in_waves(tmp_path: Path) -> None:
+    def patch(doc: dict[str, Any]) -> None:
+        doc["config"]["talos-fleet:clusters"]["homelab"]["patches"] = [ENV_PATCH]
+        doc["config"]["talos-fleet:defaults"]["upgrade"] = {"workerBatchSize": 2}
+
+    result = plan_change(tmp_path, patch)
+    assert actions(result) == {h: ["config-reboot"] for h in CONTROL_PLANES + WORKERS}
+    for node in result.clusters[0].nodes:
+        (action,) = node.actions
+        assert action.detail.startswith(".machine.env: staged, then the node is drained and rebooted"), action.detail
+    assert rollout(result) == config_walk(CONTROL_PLANES + WORKERS, batch=2)
+    for detail in step_details(result, "canary") + step_details(result, "config"):
+        assert "staged, then drained and rebooted" in detail
+        assert "applied live" not in detail
+        assert detail.endswith("then a health check") or "if it fails the rollout stops here" in detail
+    (together,) = [s for s in result.clusters[0].rollout if s.kind == "config" and len(s.nodes) > 1]
+    assert list(together.nodes) == WORKERS
+    assert "rebooted together" in together.detail
+    text = report.markdown(result)
+    assert "**config change needs a reboot**: .machine.env" in text
+    order = [text.index(f"**{title}**") for title in ("Config canary", "Config rollout", "Re-send configs")]
+    assert order == sorted(order)
+
+
+def test_a_worker_only_change_makes_the_first_changed_worker_the_canary(tmp_path: Path) -> None:
+    def patch(doc: dict[str, Any]) -> None:
+        doc["config"]["talos-fleet:defaults"]["roles"]["worker"]["patches"] = [SYSCTL_PATCH]
+
+    result = plan_change(tmp_path, patch)
+    assert actions(result) == {**{h: ["unchanged"] for h in CONTROL_PLANES}, **{h: ["config-live"] for h in WORKERS}}
+    assert rollout(result) == config_walk(WORKERS)
+    assert rollout(result)[0] == ("canary", [WORKERS[0]])
+
+
+def test_live_and_reboot_nodes_share_a_batch_each_by_its_own_path(tmp_path: Path) -> None:
+    def patch(doc: dict[str, Any]) -> None:
+        doc["config"]["talos-fleet:defaults"]["upgrade"] = {"workerBatchSize": 2}
+        nodes(doc)["cp-2"]["patches"] = [ENV_PATCH]
+        for host in WORKERS:
+            nodes(doc)[host]["patches"] = [ENV_PATCH if host == WORKERS[1] else SYSCTL_PATCH]
+
+    result = plan_change(tmp_path, patch)
+    assert actions(result) == {
+        "cp-1": ["unchanged"],
+        "cp-2": ["config-reboot"],
+        "cp-3": ["unchanged"],
+        WORKERS[0]: ["config-live"],
+        WORKERS[1]: ["config-reboot"],
+    }
+    assert rollout(result) == config_walk(["cp-2", *WORKERS], batch=2)
+    canary, batch = step_details(result, "canary")[0], step_details(result, "config")[0]
+    assert "staged, then drained and rebooted" in canary
+    assert f"{WORKERS[0]} applied live; {WORKERS[1]} staged, then drained and rebooted" in batch
+
+
+def _rollout_environment(snapshot_: Snapshot, cluster: str) -> dict[str, dict[str, str]]:
+    """What the program's config rollout gets per node (TALOS_FLEET_CONFIG_<host>, see
+    talos_fleet.desired), read straight from the desired state."""
+    (rollout_,) = [r for r in snapshot_.resources if r.name == naming.config_rollout(cluster)]
+    env = rollout_.inputs["environment"]
+    return {k.removeprefix("TALOS_FLEET_CONFIG_"): json.loads(v) for k, v in env.items() if "_CONFIG_" in k}
+
+
+EDITS: list[Callable[[dict[str, Any]], None]] = [
+    lambda d: d["config"]["talos-fleet:clusters"]["homelab"].update(patches=[ENV_PATCH]),
+    lambda d: d["config"]["talos-fleet:clusters"]["homelab"].update(patches=[SYSCTL_PATCH]),
+    lambda d: nodes(d)["worker-2"].update(patches=[ENV_PATCH, SYSCTL_PATCH]),
+    lambda d: nodes(d)["cp-1"].update(labels={"zone": "b"}),
+    lambda d: d["config"]["talos-fleet:defaults"].update(configContract="v1.12"),
+    lambda d: d["config"]["talos-fleet:defaults"].update(kubernetesVersion="v1.36.4"),
+    bump_talos,
+]
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=["env", "sysctl", "node-env", "label", "contract", "kubernetes", "talos"])
+def test_the_plan_reboots_exactly_the_nodes_the_rollout_reboots(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None]
+) -> None:
+    """The program reboots a node iff the reboot hash in its rollout variable moves; the plan
+    says "needs a reboot" for exactly those nodes, and walks exactly the nodes whose hashes move.
+    A base without a config rollout (older code) is decided from its documents, alike."""
+    base, head = snap(HOMELAB), snap(mutated_stack(HOMELAB, tmp_path, edit))
+    before, after = _rollout_environment(base, "homelab"), _rollout_environment(head, "homelab")
+    rebooted = {h for h in after if before[h]["reboot"] != after[h]["reboot"]}
+    walked = {h for h in after if before[h] != after[h]}
+    assert walked, "every edit here changes some node's config"
+    result = review("homelab", base, head)
+    assert {h for h, k in actions(result).items() if "config-reboot" in k} == rebooted
+    assert {h for kind, wave in rollout(result) if kind in ("canary", "config") for h in wave} == walked
+    old = base.model_copy(
+        update={"resources": tuple(r for r in base.resources if r.name != naming.config_rollout("homelab"))}
+    )
+    without = review("homelab", old, head)
+    assert actions(without) == actions(result)
+    # The rollout is created by that change and only records: the applies carry it, at once.
+    assert rollout(without)[-1] == ("apply", [h for h in CONTROL_PLANES + WORKERS if h in walked])
+    assert not {k for k, _ in rollout(without)} & {"canary", "config", "resend"}
+    assert any("reboot them all at once, without a drain" in w for w in without.warnings) == bool(rebooted)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from talos_fleet import report
-from talos_fleet.desired import KINDS, desired_state
+from talos_fleet import naming, report
+from talos_fleet.desired import KINDS, Resource, desired_state
 from talos_fleet.loader import SpecError, load_stack_file
 from talos_fleet.providers import RULES
 from talos_fleet.review import review
@@ -218,6 +218,25 @@ def _graph(stack: Path) -> Graph:
     return {r.urn: r for r in run_stack_file(stack).registrations if r.type != "pulumi:pulumi:Stack"}
 
 
+# A rollout's per-node variables (talos_fleet.plan upgrade_targets, config_target).
+ROLLOUT_VARIABLES = ("TALOS_FLEET_TARGET_", "TALOS_FLEET_CONFIG_")
+
+
+def _touched(record: Resource, before: Registration | None, after: Registration | None) -> tuple[str, ...]:
+    """The nodes a changed resource affects: its owners; for a cluster's rollout, which belongs
+    to every node, only the nodes whose own variable changed: a change of its shared inputs (the
+    policy, the versions) walks the nodes only through what the nodes' actions already say."""
+    rollouts = (naming.upgrade_rollout(record.cluster or ""), naming.config_rollout(record.cluster or ""))
+    if record.kind != "Command" or record.name not in rollouts or before is None or after is None:
+        return record.nodes
+
+    def own(reg: Registration, host: str) -> list[Any]:
+        env = reg.inputs.get("environment") or {}
+        return [env.get(prefix + host) for prefix in ROLLOUT_VARIABLES]
+
+    return tuple(ref for ref in record.nodes if own(before, ref.split("/", 1)[1]) != own(after, ref.split("/", 1)[1]))
+
+
 def _provider(reg: Registration) -> str:
     return reg.provider.rsplit("::", 1)[0]
 
@@ -298,7 +317,7 @@ def test_no_single_field_edit_that_changes_the_graph_is_missed(stack: Path, tmp_
             else:
                 gone = after is None
             record = owners.get((reg.type, reg.name))
-            affected.update(record.nodes if record else ())
+            affected.update(_touched(record, before, after) if record else ())
             holds_data = kind in ("Volume", "Secrets", "Group") and "source" not in reg.inputs
             if gone and holds_data:
                 losses.append(reg.name)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from talos_fleet import naming
 from talos_fleet.loader import load_stack_file
 from talos_fleet.review import Review, review
 from talos_fleet.snapshot import snapshot
@@ -150,11 +151,17 @@ def test_an_upgrade_policy_change_reruns_every_nodes_step(tmp_path: Path, field:
         tmp_path,
         lambda d: d["config"]["talos-fleet:defaults"].setdefault("upgrade", {}).update({field: values[field]}),
     )
-    # workerBatchSize reaches only the order of the steps (depends_on): nothing re-runs.
+    # workerBatchSize reaches only the rollouts (the order of their walks): they update and walk
+    # no node, so no node has an action.
     expected = everyone(HOMELAB) if field != "workerBatchSize" else set()
     for node in expected:
         assert "step-rerun" in kinds(result)[node], node
-    assert result.changed == bool(expected)
+    if field == "workerBatchSize":
+        assert all(k == {"unchanged"} for k in kinds(result).values())
+        clusters = {c.name for c in result.clusters}
+        rollouts = {n for c in clusters for n in (naming.upgrade_rollout(c), naming.config_rollout(c))}
+        assert {r.name for r in result.resources} == rollouts
+    assert result.changed
 
 
 def test_removing_a_data_disk_deletes_its_volume_and_warns(tmp_path: Path) -> None:
@@ -181,11 +188,20 @@ def test_a_first_control_plane_address_change_reaches_every_node(tmp_path: Path)
 
 
 def test_metal_architecture_reaches_the_node(tmp_path: Path) -> None:
-    """The installer is asked of the factory per architecture: the node's step and apply read it."""
+    """The installer is asked of the factory per architecture: the upgrade rollout reads the
+    node's architecture, and its config carries the installer image (`.machine.install`, live:
+    siderolabs/talos v1.13.9:internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go
+    CanApplyImmediate), so the config rollout applies it live, one node at a time."""
     metal = next(n for n, s in load_stack_file(EDGE).sources.items() if isinstance(s, MetalSource))
     result = plan(EDGE, tmp_path, lambda d: sources(d)[metal].update(architecture="arm64"))
+    changes = {f"{c.name}/{n.hostname}": n for c in result.clusters for n in c.nodes}
     for node in on_source(EDGE, metal):
-        assert {"step-rerun", "config-live"} <= kinds(result)[node], node
+        assert kinds(result)[node] == {"config-live"}, node
+        assert "configPatches" in changes[node].actions[0].detail
+        cluster, host = node.split("/")
+        assert any(r.startswith(f"Command {naming.upgrade_rollout(cluster)}:") for r in changes[node].resources)
+        steps = next(c for c in result.clusters if c.name == cluster).rollout
+        assert any(s.kind in ("canary", "config") and host in s.nodes for s in steps), node
 
 
 def test_a_single_node_cluster_going_down_is_warned(tmp_path: Path) -> None:

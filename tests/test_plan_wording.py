@@ -87,6 +87,17 @@ def test_a_single_node_cluster_talos_upgrade_says_the_api_goes_down(tmp_path: Pa
     assert any(f"{only} is the cluster's only node" in w and "Kubernetes API" in w for w in result.warnings)
 
 
+def test_a_single_node_cluster_config_reboot_says_the_api_goes_down(tmp_path: Path) -> None:
+    (cluster,) = load_stack_file(EDGE).clusters
+    (only,) = load_stack_file(EDGE).clusters[cluster].nodes
+    # Environment variables need a reboot (siderolabs/docs 40a533f:public/talos/v1.15/
+    # configure-your-talos-cluster/system-configuration/editing-machine-configuration.mdx).
+    env = {"machine": {"env": {"HTTP_PROXY": "http://proxy.example.net:3128"}}}
+    result = plan(EDGE, tmp_path, lambda d: d["config"]["talos-fleet:clusters"][cluster].update(patches=[env]))
+    assert "config change needs a reboot" in labels(result)
+    assert any(f"{only} is the cluster's only node: it reboots for its config change" in w for w in result.warnings)
+
+
 def test_the_generated_config_block_shows_the_config_contract(tmp_path: Path) -> None:
     view = snapshot(load_stack_file(HOMELAB))
     generated = next(d for d in view.clusters[0].nodes[0].documents if d.layer == "generated")
@@ -111,5 +122,11 @@ def test_the_topology_has_a_legend_removed_nodes_and_two_upgrade_colours(tmp_pat
 def test_lowering_the_config_contract_warns(tmp_path: Path) -> None:
     result = plan(HOMELAB, tmp_path, lambda d: defaults(d).update(configContract="v1.12"))
     assert any("configContract is lowered v1.13 → v1.12" in w for w in result.warnings)
+    # The contract changes generated v1alpha1 defaults, which Talos 1.13 applies only with a
+    # reboot (siderolabs/talos v1.13.9:internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go
+    # CanApplyImmediate): every node is staged and rebooted, and says why.
+    actions = [a for c in result.clusters for n in c.nodes for a in n.actions]
+    assert actions
+    assert all(a.kind == "config-reboot" and a.detail.startswith("configContract v1.13 → v1.12") for a in actions)
     unchanged = plan(HOMELAB, tmp_path, lambda d: None)
     assert not unchanged.warnings
