@@ -86,7 +86,7 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest
 
-bench: venv ## evaluate generated fleets of 10/100/1,000 nodes under mocks; print time, resources, calls
+bench: venv ## evaluate generated fleets of 10 to 3,000 nodes under mocks beside their floor; print CPU and wall time
 	$(BIN)/python -m bench
 
 schema: venv ## regenerate schema/talos-fleet.schema.json from the spec models
