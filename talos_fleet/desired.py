@@ -691,6 +691,18 @@ def _cluster(fleet: Fleet, cname: str) -> list[Resource]:
     return out
 
 
+def _step(*, create: str, environment: dict[str, Any], stdin: Any = None, **more: str) -> dict[str, Any]:
+    """A day-2 command's inputs: `python3 -m talos_fleet.day2 <step>` for `create` (and `update`,
+    `delete` in `more`), run in the project root, stderr streamed to the Pulumi log."""
+    inputs: dict[str, Any] = {"create": day2.command(create)}
+    inputs.update({k: day2.command(v) for k, v in more.items()})
+    inputs.update({"dir": PROJECT_DIRECTORY, "environment": environment})
+    if stdin is not None:
+        inputs["stdin"] = stdin
+    inputs["logging"] = "stderr"
+    return inputs
+
+
 def _operations(
     plan: ClusterPlan, parent: str, addresses: dict[str, str], installers: dict[str, str]
 ) -> list[Resource]:
@@ -714,12 +726,7 @@ def _operations(
     gate = Resource(
         kind="Command",
         name=naming.version_gate(cname),
-        inputs={
-            "create": day2.command("gate"),
-            "dir": PROJECT_DIRECTORY,
-            "environment": gate_environment(plan),
-            "logging": "stderr",
-        },
+        inputs=_step(create="gate", environment=gate_environment(plan)),
         nodes=everyone,
         **step,
     )
@@ -730,22 +737,20 @@ def _operations(
             Resource(
                 kind="Command",
                 name=naming.node_lifecycle(cname, host),
-                inputs={
-                    # No `update`: pulumi-command runs `create` again on update (pulumi/pulumi-command
-                    # v1.2.1 provider/pkg/provider/local/commandController.go Update), which only records.
-                    "create": day2.command("record-node"),
-                    "delete": day2.command("remove-node"),
-                    "dir": PROJECT_DIRECTORY,
-                    "environment": {
+                # No `update`: pulumi-command runs `create` again on update (pulumi/pulumi-command
+                # v1.2.1 provider/pkg/provider/local/commandController.go Update), which only records.
+                inputs=_step(
+                    create="record-node",
+                    delete="remove-node",
+                    environment={
                         **node_environment(plan, node),
                         # Data edge: the machine is deleted only after this step's delete has
                         # drained and reset the node (dependents are deleted first).
                         "TALOS_FLEET_NODE": addresses[host],
                         "TALOS_FLEET_CONTROL_PLANE": control_plane,
                     },
-                    "stdin": stdin,
-                    "logging": "stderr",
-                },
+                    stdin=stdin,
+                ),
                 nodes=(node_ref(cname, host),),
                 **step,
             )
@@ -753,11 +758,10 @@ def _operations(
     upgrades = Resource(
         kind="Command",
         name=naming.upgrade_rollout(cname),
-        inputs={
-            "create": day2.command("record-upgrades"),
-            "update": day2.command("upgrade-rollout"),
-            "dir": PROJECT_DIRECTORY,
-            "environment": {
+        inputs=_step(
+            create="record-upgrades",
+            update="upgrade-rollout",
+            environment={
                 **rollout_environment(plan),
                 **upgrade_targets(plan),
                 # Data edge: the gate has passed.
@@ -767,9 +771,8 @@ def _operations(
                 # rollout's ancestry does not grow with the cluster.
                 "TALOS_FLEET_CONTROL_PLANE": control_plane,
             },
-            "stdin": stdin,
-            "logging": "stderr",
-        },
+            stdin=stdin,
+        ),
         nodes=everyone,
         **step,
     )
@@ -778,11 +781,10 @@ def _operations(
         Resource(
             kind="Command",
             name=naming.kubernetes_upgrade(cname),
-            inputs={
-                "create": day2.command("record-kubernetes"),
-                "update": day2.command("upgrade-kubernetes"),
-                "dir": PROJECT_DIRECTORY,
-                "environment": {
+            inputs=_step(
+                create="record-kubernetes",
+                update="upgrade-kubernetes",
+                environment={
                     **kubernetes_environment(plan),
                     # Data edge: Kubernetes moves after the upgrade rollout has brought every node
                     # to the target Talos (Talos first, then Kubernetes:
@@ -790,9 +792,8 @@ def _operations(
                     "TALOS_FLEET_KUBERNETES_VERSION": via("Command", upgrades.name, plan.kubernetes_version),
                     "TALOS_FLEET_CONTROL_PLANE": control_plane,
                 },
-                "stdin": stdin,
-                "logging": "stderr",
-            },
+                stdin=stdin,
+            ),
             nodes=everyone,
             **step,
         )
@@ -822,15 +823,14 @@ def _config_rollout(
     return Resource(
         kind="Command",
         name=naming.config_rollout(cname),
-        inputs={
-            "create": day2.command("record-config"),
-            "update": day2.command("roll-config"),
-            "dir": PROJECT_DIRECTORY,
-            "environment": {**rollout_environment(plan), **targets, "TALOS_FLEET_CONTROL_PLANE": control_plane},
+        inputs=_step(
+            create="record-config",
+            update="roll-config",
+            environment={**rollout_environment(plan), **targets, "TALOS_FLEET_CONTROL_PLANE": control_plane},
             # Secret, piped (no size limit): the CA, both role configs (data edges: they carry the
             # Kubernetes version once upgrade-k8s is done) and every node's patches, which is what
             # each node's apply sends.
-            "stdin": {
+            stdin={
                 "osCa": secret_output("Secrets", naming.secrets(cname), "osCa"),
                 "roleConfigs": {
                     role: secret_output(
@@ -840,8 +840,7 @@ def _config_rollout(
                 },
                 "patches": node_patches,
             },
-            "logging": "stderr",
-        },
+        ),
         parent=parent,
         cluster=cname,
         additional_secret_outputs=COMMAND_SECRET_OUTPUTS,

@@ -455,6 +455,8 @@ def _upgrade(
 # internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go CanApplyImmediate; YAML names
 # from the struct tags in pkg/machinery/config/types/v1alpha1/v1alpha1_types.go). The machine
 # ones only when both configs have `machine`, the features ones only when both have `features`.
+# Written out here, not imported from talos_fleet/reboots.py: the fake stands for the node, and a
+# rule shared with the code under test could not catch that code's mistakes.
 LIVE_TOP = ("debug", "cluster")
 LIVE_MACHINE = (
     "ca",
