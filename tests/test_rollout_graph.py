@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bench.__main__ import fleet_config
 from talos_fleet import naming
 from talos_fleet.loader import load_pulumi_config, load_stack_file
 from talos_fleet.spec import Fleet
 from tests.conftest import VALID_STACKS, stack_id
+from tests.fakes import tool as fake
 from tests.harness import Registration, Run, is_secret, mutated_stack, plain, run_program, run_stack_file
+from tests.test_day2 import CA_B64, Result, Steps
 
 COMMAND = "command:local:Command"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
@@ -187,7 +190,7 @@ def test_a_cluster_patch_changes_every_config_variable_and_no_upgrade_target(tmp
 
     def patch(document: dict[str, Any]) -> None:
         cluster = document["config"]["talos-fleet:clusters"]["homelab"]
-        cluster.setdefault("patches", []).append({"machine": {"sysctls": {"vm.max_map_count": "262144"}}})
+        cluster.setdefault("patches", []).append({"machine": {"sysctls": {"talos-fleet.test/rollout": "1"}}})
 
     before, after = run_stack_file(stack), run_stack_file(mutated_stack(stack, tmp_path, patch))
     old, new = _named(before), _named(after)
@@ -199,3 +202,104 @@ def test_a_cluster_patch_changes_every_config_variable_and_no_upgrade_target(tmp
             # sysctls apply live (Talos 1.13 CanApplyImmediate copies .machine.sysctls).
             assert was["live"] != now["live"], key
             assert was["reboot"] == now["reboot"], key
+
+
+# ---------------------------------------------------------------------------------------------
+# From the graph to the step: a cluster patch on each stack, rolled against the fakes
+
+
+BASE_CONFIG = (
+    "version: v1alpha1\nmachine:\n  type: {role}\n  token: FAKE-machine-token\ncluster:\n  clusterName: {cluster}\n"
+)
+
+
+def _step_inputs(run: Run, cname: str) -> tuple[dict[str, str], str]:
+    """The config rollout's registered environment and stdin, as pulumi-command would hand them
+    over, with the two things the mocks cannot give: role configs rendered from the cluster's
+    role patches (as getConfiguration would: tests/fakes/tool.py render), and a real OS CA (the
+    step signs a client certificate with it)."""
+    reg = _named(run)[naming.config_rollout(cname)]
+    env = {**plain(reg.inputs["environment"]), "TALOS_FLEET_POLL_SECONDS": "0"}
+    stdin = json.loads(plain(reg.inputs["stdin"]))
+    for call in run.calls("talos:machine/getConfiguration:getConfiguration"):
+        if plain(call.args["clusterName"]) == cname:
+            role = plain(call.args["machineType"])
+            base = BASE_CONFIG.format(role=role, cluster=cname)
+            stdin["roleConfigs"][role] = fake.encode(fake.render(base, list(plain(call.args["configPatches"]))))
+    stdin["osCa"] = CA_B64
+    return env, json.dumps(stdin)
+
+
+def _events(result: Result, hosts: dict[str, str]) -> list[tuple[str, str]]:
+    out = []
+    for call in result.calls:
+        args = call["args"]
+        if call["tool"] == "talosctl" and "health" in args:
+            out.append(("health", ""))
+        elif call["tool"] == "talosctl" and "apply-config" in args and "--dry-run" not in args:
+            out.append(("apply", hosts[args[args.index("--nodes") + 1]]))
+        elif call["tool"] == "kubectl" and args[0] in ("cordon", "drain"):
+            out.append((args[0], args[1]))
+    return out
+
+
+def _waves_from_stack(path: Path, cname: str) -> list[list[str]]:
+    """Control planes one by one, then workers in batches, in hostname order (from the file)."""
+    document = yaml.safe_load(path.read_text())["config"]
+    cluster = document["talos-fleet:clusters"][cname]
+    policy = cluster.get("upgrade") or document["talos-fleet:defaults"].get("upgrade") or {}
+    size = policy.get("workerBatchSize", 1)
+    nodes = dict(sorted(cluster["nodes"].items()))
+    workers = [h for h, n in nodes.items() if n["role"] == "worker"]
+    return [[h] for h, n in nodes.items() if n["role"] == "controlplane"] + [
+        sorted(workers[i : i + size]) for i in range(0, len(workers), size)
+    ]
+
+
+def test_a_cluster_patch_on_each_stack_rolls_canary_first_then_wave_by_wave(valid_stack: Path, tmp_path: Path) -> None:
+    """The registered inputs before and after a live cluster patch, run as pulumi-command runs
+    the config rollout (create, then update with the creation's record): the first control plane
+    first, then every wave, health checked before the first and after each; no drain (live)."""
+
+    def patch(document: dict[str, Any]) -> None:
+        for cluster in document["config"]["talos-fleet:clusters"].values():
+            cluster.setdefault("patches", []).append({"machine": {"sysctls": {"talos-fleet.test/rollout": "1"}}})
+
+    before, after = run_stack_file(valid_stack), run_stack_file(mutated_stack(valid_stack, tmp_path, patch))
+    fleet = load_stack_file(valid_stack)
+    for cname, cluster in fleet.clusters.items():
+        steps = Steps(tmp_path / cname)
+        steps.directory.mkdir()
+        hosts = {node.ip: host for host, node in cluster.nodes.items()}
+        old_env, old_stdin = _step_inputs(before, cname)
+        new_env, new_stdin = _step_inputs(after, cname)
+        created = steps.run("record-config", old_env, tools=(), stdin=old_stdin)
+        assert created.code == 0, created.stderr
+        # The cluster as the provider left it: each node runs its role config and its patches.
+        old = json.loads(old_stdin)
+        state: dict[str, Any] = {
+            "nodes": {},
+            "etcd_members": len([n for n in cluster.nodes.values() if n.role == "controlplane"]),
+        }
+        for host, node in cluster.nodes.items():
+            text = fake.encode(fake.render(old["roleConfigs"][node.role], old["patches"][host]))
+            state["nodes"][node.ip] = {
+                "hostname": host,
+                "role": node.role,
+                "version": fleet.talos_version(cluster),
+                "schematic": None,
+                "config": {"v1alpha1": text},
+            }
+        result = steps.run("roll-config", {**new_env, "PULUMI_COMMAND_STDOUT": created.stdout}, state, stdin=new_stdin)
+        assert result.code == 0, result.stderr
+        waves, events = _waves_from_stack(valid_stack, cname), _events(result, hosts)
+        assert [e for e in events if e[0] in ("cordon", "drain")] == [], "a live change drains nothing"
+        walked: list[list[str]] = [[]]
+        for what, host in events:
+            if what == "health":
+                walked.append([])
+            else:
+                walked[-1].append(host)
+        assert walked[0] == [], "health is checked before the canary"
+        assert walked[-1] == [], "health is checked after the last wave"
+        assert [sorted(w) for w in walked[1:-1]] == waves, (valid_stack.name, cname, result.stderr)
