@@ -731,7 +731,10 @@ def _operations(
         **step,
     )
     out = [component, gate]
-    for node in plan.nodes:
+    first = plan.bootstrap_node.hostname
+    endpoint = naming.node_lifecycle(cname, first)
+    # The endpoint's lifecycle first: the others read it.
+    for node in sorted(plan.nodes, key=lambda n: n.hostname != first):
         host = node.hostname
         out.append(
             Resource(
@@ -747,7 +750,13 @@ def _operations(
                         # Data edge: the machine is deleted only after this step's delete has
                         # drained and reset the node (dependents are deleted first).
                         "TALOS_FLEET_NODE": addresses[host],
-                        "TALOS_FLEET_CONTROL_PLANE": control_plane,
+                        # The endpoint, read through its own lifecycle (its own machine for the
+                        # first control plane itself): Pulumi deletes dependents first, so when
+                        # several nodes leave at once the endpoint is drained and reset last and
+                        # every other removal still reaches the cluster through it.
+                        "TALOS_FLEET_CONTROL_PLANE": (
+                            control_plane if host == first else via("Command", endpoint, plan.bootstrap_node.ip)
+                        ),
                     },
                     stdin=stdin,
                 ),

@@ -124,6 +124,10 @@ def rollout_environment(plan: ClusterPlan) -> dict[str, str]:
         **_policy_environment(plan),
         **_drain_environment(plan),
         "TALOS_FLEET_WORKER_BATCH_SIZE": str(plan.upgrade.worker_batch_size),
+        # Raised by the operator to re-check every node (after reverting a change a failed
+        # rollout left on some nodes: Pulumi kept the rollout's old inputs, so a revert alone
+        # has nothing to diff).
+        "TALOS_FLEET_RECHECK": str(plan.upgrade.recheck),
     }
 
 

@@ -18,6 +18,7 @@ COMMENT_LIMIT = 60_000
 STEP_TITLES = {
     "replace-vms": "Replace VMs",
     "create": "Create machines",
+    "recheck": "Re-check",
     "upgrade": "Talos upgrade",
     "kubernetes": "Kubernetes upgrade",
     "canary": "Config canary",

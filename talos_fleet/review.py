@@ -108,7 +108,17 @@ class NodeChange(View):
 
 
 StepKind = Literal[
-    "replace-vms", "create", "upgrade", "kubernetes", "canary", "config", "apply", "resend", "bootstrap", "remove"
+    "replace-vms",
+    "create",
+    "recheck",
+    "upgrade",
+    "kubernetes",
+    "canary",
+    "config",
+    "apply",
+    "resend",
+    "bootstrap",
+    "remove",
 ]
 
 
@@ -494,6 +504,10 @@ def _config_rollout(
     return steps
 
 
+def _rechecked(base: ClusterView | None, head: ClusterView | None) -> bool:
+    return base is not None and head is not None and base.recheck != head.recheck
+
+
 def _rollout(
     base: ClusterView | None,
     head: ClusterView | None,
@@ -518,6 +532,17 @@ def _rollout(
         if by_hand:
             detail += f"; {', '.join(by_hand)} must be booted by a person (metal)"
         steps.append(Step(kind="create", nodes=tuple(new), detail=detail))
+    if _rechecked(base, head):
+        assert base is not None
+        assert head is not None
+        existing = tuple(h for wave in head.waves for h in wave if base.node(h) is not None)
+        detail = (
+            f"upgrade.recheck {base.recheck} → {head.recheck}: the upgrade rollout asks every node for its Talos "
+            "version and image and the config rollout dry-runs every node's config; a node that differs from the "
+            "stack is brought to it wave by wave (each control plane alone, then worker batches), health-gated; a "
+            "config difference canary first, staged and rebooted, drained"
+        )
+        steps.append(Step(kind="recheck", nodes=existing, detail=detail))
     if head is not None and (upgrading := set(by_kind.get("talos-upgrade", []))):
         for wave in head.waves:
             if picked := tuple(h for h in wave if h in upgrading):
@@ -746,7 +771,8 @@ def review_cluster(
     elif head is None:
         status = "removed"
     else:
-        status = "unchanged" if all(n.kinds == ("unchanged",) for n in nodes) else "changed"
+        unchanged = all(n.kinds == ("unchanged",) for n in nodes) and not _rechecked(base, head)
+        status = "unchanged" if unchanged else "changed"
     return ClusterReview(
         name=view.name,
         status=status,

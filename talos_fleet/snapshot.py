@@ -91,6 +91,8 @@ class ClusterView(View):
     """Computed like the Image Factory does (patches.schematic_id); None when it cannot be."""
     worker_batch_size: int
     allow_downgrade: bool
+    recheck: int = 0
+    """`upgrade.recheck`: raising it makes both rollouts check every node again."""
     waves: tuple[tuple[str, ...], ...]
     nodes: tuple[NodeView, ...]
     acknowledged_data_loss: tuple[str, ...] = ()
@@ -248,6 +250,7 @@ def _cluster(fleet: Fleet, cname: str, cluster: Cluster) -> ClusterView:
         schematic_id=schematic_id,
         worker_batch_size=plan.upgrade.worker_batch_size,
         allow_downgrade=plan.upgrade.allow_downgrade,
+        recheck=plan.upgrade.recheck,
         waves=plan.upgrade_waves,
         nodes=tuple(nodes),
         acknowledged_data_loss=cluster.acknowledge_data_loss,

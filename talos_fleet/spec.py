@@ -78,6 +78,8 @@ MAX_WORKER_BATCH = 1000
 """Workers upgraded at once: more than that is no longer a rollout."""
 MAX_TIMEOUT_MINUTES = 24 * 60
 """A drain or health wait of a day: passed to talosctl/kubectl as Go durations (--timeout=<n>m)."""
+MAX_RECHECK = 1_000_000
+"""`upgrade.recheck`: a counter an operator raises by one now and then."""
 MAX_NAME = 63
 """Names that become resource names, paths or config keys (DNS label length)."""
 MAX_HOST = 253
@@ -542,9 +544,9 @@ class ImageSpec(Model):
 
 
 class UpgradePolicy(Model):
-    """How a change of Talos version, image or Kubernetes version rolls out over existing nodes:
-    control planes one at a time, then workers in batches, each node drained, upgraded and
-    followed by a cluster health check before the next starts."""
+    """How a change of Talos version, image, Kubernetes version or configuration rolls out over
+    existing nodes: a canary (config changes), then control planes one at a time, then workers
+    in batches, each wave followed by a cluster health check before the next starts."""
 
     worker_batch_size: int = Field(
         default=1, ge=1, le=MAX_WORKER_BATCH, description="Workers upgraded at the same time"
@@ -560,6 +562,16 @@ class UpgradePolicy(Model):
         ge=1,
         le=MAX_TIMEOUT_MINUTES,
         description="How long a node and the cluster may take to report healthy after a step",
+    )
+    recheck: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_RECHECK,
+        description=(
+            "Raise it to make the next pulumi up check every existing node against its target version "
+            "and config and roll out any difference (canary first, drained reboots): after reverting "
+            "a change that a failed rollout had already brought to some nodes (README: Day 2)"
+        ),
     )
 
 

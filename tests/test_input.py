@@ -378,6 +378,7 @@ def _extreme(document: dict[str, Any], numbers: dict[str, int]) -> None:
         "workerBatchSize": numbers["batch"],
         "drainTimeoutMinutes": numbers["timeout"],
         "healthTimeoutMinutes": numbers["timeout"],
+        "recheck": numbers["recheck"],
     }
     disks = [{"name": f"d{i}", "sizeGib": numbers["disk"]} for i in range(spec.MAX_DATA_DISKS)]
     vm = {"cpus": numbers["cpus"], "memoryMib": numbers["memory"], "diskGib": numbers["disk"], "dataDisks": disks}
@@ -392,6 +393,7 @@ def _extreme(document: dict[str, Any], numbers: dict[str, int]) -> None:
 MAXIMA = {
     "batch": spec.MAX_WORKER_BATCH,
     "timeout": spec.MAX_TIMEOUT_MINUTES,
+    "recheck": spec.MAX_RECHECK,
     "cpus": spec.MAX_CPUS,
     "memory": spec.MAX_MEMORY_MIB,
     "disk": spec.MAX_DISK_GIB,

@@ -164,6 +164,29 @@ def test_an_upgrade_policy_change_reruns_every_nodes_step(tmp_path: Path, field:
     assert result.changed
 
 
+def test_raising_recheck_rechecks_every_existing_node_in_both_rollouts(tmp_path: Path) -> None:
+    """After reverting a change a failed rollout left on some nodes there is nothing to diff
+    (Pulumi kept the rollouts' old inputs): raising upgrade.recheck makes both rollouts look at
+    every node, and the plan says so, naming every node in wave order."""
+
+    def bump(d: dict[str, Any]) -> None:
+        d["config"]["talos-fleet:defaults"].setdefault("upgrade", {})["recheck"] = 3
+
+    result = plan(HOMELAB, tmp_path, bump)
+    cluster = result.clusters[0]
+    assert cluster.status == "changed"
+    steps = [s for s in cluster.rollout if s.kind == "recheck"]
+    assert len(steps) == 1
+    fleet = load_stack_file(HOMELAB)
+    nodes = fleet.clusters[cluster.name].nodes
+    cps = sorted(h for h, n in nodes.items() if n.role == "controlplane")
+    workers = sorted(h for h, n in nodes.items() if n.role == "worker")
+    assert steps[0].nodes == (*cps, *workers)
+    assert "0 → 3" in steps[0].detail
+    rollouts = {naming.upgrade_rollout(cluster.name), naming.config_rollout(cluster.name)}
+    assert {r.name for r in result.resources} == rollouts
+
+
 def test_removing_a_data_disk_deletes_its_volume_and_warns(tmp_path: Path) -> None:
     def drop(d: dict[str, Any]) -> None:
         d["config"]["talos-fleet:defaults"]["roles"]["worker"]["vm"]["dataDisks"] = []

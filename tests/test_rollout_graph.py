@@ -79,22 +79,23 @@ def _nodes(fleet: Fleet) -> Iterator[tuple[str, str]]:
         yield cname, host
 
 
-def test_no_node_step_waits_for_another_node(case: tuple[Run, Fleet]) -> None:
-    """Lifecycles have no edges between them: each reads its own machine and the first control
-    plane's, so its delete (drain, reset) runs before its machine's, and removals serialize on the
-    step's own lock instead of graph edges."""
+def test_no_node_step_waits_for_another_node_but_the_endpoint(case: tuple[Run, Fleet]) -> None:
+    """Lifecycles have no edges between them but one: each reads the endpoint (the first control
+    plane) through that node's own lifecycle, so when several nodes leave in one `pulumi up` the
+    endpoint is removed last and every other removal still reaches the cluster. Each reads its own
+    machine, so its delete (drain, reset) runs before the machine's; removals serialize on the
+    step's own lock."""
     run, fleet = case
     named, by_urn = _named(run), run.by_urn()
     for cname, host in _nodes(fleet):
+        first = _first_control_plane(fleet, cname)
         life = named[naming.node_lifecycle(cname, host)]
         waits = {by_urn[u].name for u in life.dependencies if u in by_urn and by_urn[u].type == COMMAND}
-        assert waits == set(), (host, waits)
+        assert waits == (set() if host == first else {naming.node_lifecycle(cname, first)}), (host, waits)
         machines = {u for u in life.dependencies if u in by_urn and by_urn[u].type in MACHINES}
-        expected = {
-            m for m in (_machine_of(run, cname, host), _machine_of(run, cname, _first_control_plane(fleet, cname))) if m
-        }
-        assert machines == expected, host
+        assert machines == {m for m in (_machine_of(run, cname, host),) if m}, host
         env = plain(life.inputs["environment"])
+        assert env["TALOS_FLEET_CONTROL_PLANE"] == fleet.clusters[cname].nodes[first].ip
         assert not any(k.startswith(("TALOS_FLEET_TALOS_VERSION", "TALOS_FLEET_INSTALLER")) for k in env), (
             "a version bump must not update every lifecycle"
         )
@@ -231,13 +232,15 @@ def _step_inputs(run: Run, cname: str) -> tuple[dict[str, str], str]:
 
 
 def _events(result: Result, hosts: dict[str, str]) -> list[tuple[str, str]]:
+    """Health checks, drains and applies (by mode; dry-runs apart) in the order they ran."""
     out = []
     for call in result.calls:
         args = call["args"]
         if call["tool"] == "talosctl" and "health" in args:
             out.append(("health", ""))
         elif call["tool"] == "talosctl" and "apply-config" in args and "--dry-run" not in args:
-            out.append(("apply", hosts[args[args.index("--nodes") + 1]]))
+            mode = next((a.split("=", 1)[1] for a in args if a.startswith("--mode=")), "auto")
+            out.append((mode, hosts[args[args.index("--nodes") + 1]]))
         elif call["tool"] == "kubectl" and args[0] in ("cordon", "drain"):
             out.append((args[0], args[1]))
     return out
@@ -259,7 +262,8 @@ def _waves_from_stack(path: Path, cname: str) -> list[list[str]]:
 def test_a_cluster_patch_on_each_stack_rolls_canary_first_then_wave_by_wave(valid_stack: Path, tmp_path: Path) -> None:
     """The registered inputs before and after a live cluster patch, run as pulumi-command runs
     the config rollout (create, then update with the creation's record): the first control plane
-    first, then every wave, health checked before the first and after each; no drain (live)."""
+    first (in try mode, confirmed once healthy), then every wave, health checked before the first
+    and after each; no drain (live)."""
 
     def patch(document: dict[str, Any]) -> None:
         for cluster in document["config"]["talos-fleet:clusters"].values():
@@ -294,12 +298,17 @@ def test_a_cluster_patch_on_each_stack_rolls_canary_first_then_wave_by_wave(vali
         assert result.code == 0, result.stderr
         waves, events = _waves_from_stack(valid_stack, cname), _events(result, hosts)
         assert [e for e in events if e[0] in ("cordon", "drain")] == [], "a live change drains nothing"
-        walked: list[list[str]] = [[]]
-        for what, host in events:
+        # The canary (the first control plane) goes in try mode, confirmed right after the health
+        # check that follows it; every other node is applied live.
+        canary = waves[0][0]
+        assert events[:3] == [("health", ""), ("try", canary), ("health", "")], events[:4]
+        assert events[3] == ("no-reboot", canary), "the canary is confirmed once the cluster is healthy"
+        walked: list[list[str]] = [[canary], []]
+        for what, host in events[4:]:
             if what == "health":
                 walked.append([])
             else:
+                assert what == "no-reboot", (what, host)
                 walked[-1].append(host)
-        assert walked[0] == [], "health is checked before the canary"
         assert walked[-1] == [], "health is checked after the last wave"
-        assert [sorted(w) for w in walked[1:-1]] == waves, (valid_stack.name, cname, result.stderr)
+        assert [sorted(w) for w in walked[:-1]] == waves, (valid_stack.name, cname, result.stderr)
