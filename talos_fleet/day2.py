@@ -5,10 +5,10 @@ Each step is one `local.Command` of `components/cluster_operations.py`:
     gate                the cluster's version gate: refuses unsupported version changes (on update,
                         against the versions it recorded last time) before any node is touched
     record-node         a node's lifecycle, created or updated: records the node, touches nothing
-    remove-node         the lifecycle's deletion: drain, graceful reset (leaves etcd), delete the
-                        Node, one node of the cluster at a time; with TALOS_FLEET_DESTROY=1 in the
-                        operator's environment (`make destroy`), only a best-effort reset that
-                        never blocks the teardown
+    remove-node         the lifecycle's deletion: cluster health, drain, graceful reset (leaves
+                        etcd), delete the Node, one node of the cluster at a time; with
+                        TALOS_FLEET_DESTROY=1 in the operator's environment (`make destroy`), only
+                        a best-effort reset that never blocks the teardown
     record-upgrades     the upgrade rollout's creation: records the targets and the nodes
     upgrade-rollout     its update: the existing nodes not at the target, wave by wave (each control
                         plane alone, then worker batches): cordon, drain, `talosctl upgrade
@@ -17,8 +17,12 @@ Each step is one `local.Command` of `components/cluster_operations.py`:
     upgrade-kubernetes  `talosctl upgrade-k8s --to` once per cluster, then a health check
     record-config       the config rollout's creation: records each node's config fingerprint
     roll-config         its update: the existing nodes whose config changed, a canary first, then
-                        the waves, health-gated; live where Talos applies it live, otherwise staged
-                        and rebooted, drained
+                        the waves, health-gated; live where Talos applies it live (the canary in
+                        try mode, confirmed once healthy), otherwise staged and rebooted, drained
+
+Both rollouts skip nodes they did not record (new) and recorded nodes that never joined
+Kubernetes; a new TALOS_FLEET_RECHECK value (the stack's `upgrade.recheck`) makes them ask every
+existing node again, which is how a revert after a failed rollout reaches the nodes it changed.
 
 Inputs come from the environment (plain spec facts: no secret) and stdin (the cluster's
 Talos OS certificate authority, a Pulumi secret that never changes; for the config rollout also
@@ -56,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple, TypeVar
 
 from talos_fleet import versions, waves
 
@@ -91,6 +95,11 @@ PACKED = ("nodes", "config")
 # Hex digits of a config fingerprint, and of the plan's live and reboot hashes
 # (talos_fleet.reboots.node_hashes).
 HASH_DIGITS = 12
+# What a config record keeps of a live hash: per-node hashes of 12 digits in three columns do not
+# fit MAX_ENV_STRING at 5,000 nodes, and two live hashes read as equal only cost a reboot.
+LIVE_DIGITS = 6
+# How much longer a try-mode apply waits before rolling back than the health check waits.
+TRY_MARGIN_MINUTES = 5
 # A 1.13 node's answer to a no-reboot apply of a change it cannot apply without a reboot, before
 # it changes anything (siderolabs/talos v1.13.9:
 # internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go CanApplyImmediate, returned as
@@ -536,14 +545,15 @@ def _check_talosctl_client(tools: Tools, target: versions.Version) -> None:
 @contextmanager
 def _out_of_service(tools: Tools, env: Env, hosts: Sequence[str]) -> Iterator[None]:
     """The wave's nodes cordoned, then drained together (none takes pods evicted from another),
-    schedulable again after, also when the step fails inside: a node left cordoned would fail
-    every later health check, so no retry could pass its first check."""
+    schedulable again after, also when the step stops inside for any reason (a failure, Ctrl-C,
+    a bug): a node left cordoned would fail every later health check, so no retry could pass its
+    first check."""
     try:
         for host in hosts:
             tools.kubectl("cordon", host)
         each(hosts, lambda h: _drain(tools, env, h))
         yield
-    except StepError:
+    except BaseException:
         for host in hosts:
             if tools.kubectl("uncordon", host, check=False).returncode != 0:
                 log(f"{host} may still be cordoned: `kubectl uncordon {host}` failed")
@@ -566,18 +576,42 @@ def _drain(tools: Tools, env: Env, host: str) -> None:
     )
 
 
-def _uncordon_leftovers(tools: Tools, hosts: Collection[str]) -> None:
-    """Nodes this step is about to work on that a stopped earlier run left cordoned: schedulable
-    again, or the first health check could never pass. One listing of every Node, `unschedulable`
-    set only while cordoned (kubernetes/api v0.36.3 core/v1/types.go NodeSpec; `kubectl get nodes`
-    prints a List: kubernetes/kubectl v0.36.3 pkg/cmd/get/get.go printGeneric)."""
+def kubernetes_nodes(tools: Tools) -> dict[str, bool]:
+    """Every Kubernetes Node of the cluster by name, and whether it is cordoned: one listing,
+    `unschedulable` set only while cordoned (kubernetes/api v0.36.3 core/v1/types.go NodeSpec;
+    `kubectl get nodes` prints a List: kubernetes/kubectl v0.36.3 pkg/cmd/get/get.go
+    printGeneric). A Kubernetes API that does not answer stops the step."""
     listing = json.loads(tools.kubectl("get", "nodes", "--output", "json").stdout or "{}")
     items = listing.get("items", [listing]) if isinstance(listing, dict) else []
+    found = {}
     for item in items:
-        name = str((item.get("metadata") or {}).get("name"))
-        if name in hosts and (item.get("spec") or {}).get("unschedulable"):
-            log(f"{name} was left cordoned by an earlier run: uncordoning it")
-            tools.kubectl("uncordon", name)
+        if isinstance(item, dict) and (item.get("metadata") or {}).get("name"):
+            found[str(item["metadata"]["name"])] = bool((item.get("spec") or {}).get("unschedulable"))
+    return found
+
+
+def _installed(listing: Mapping[str, bool], hosts: Iterable[str], cluster: str) -> list[str]:
+    """The nodes among `hosts` that joined Kubernetes. One recorded but never installed (its
+    apply failed, e.g. an added node that never came up) is left to its ConfigurationApply, which
+    runs after the rollouts; asking it would stop every rollout for good."""
+    kept = []
+    for host in hosts:
+        if host in listing:
+            kept.append(host)
+        else:
+            log(f"cluster {cluster}: {host} is not a Kubernetes node (never installed?): skipped, as a new node")
+    return kept
+
+
+def _uncordon_leftovers(tools: Tools, listing: Mapping[str, bool], hosts: Iterable[str]) -> None:
+    """Any node of the rollout that a stopped earlier run left cordoned (killed in any wave, also
+    after its node reached the target): schedulable again, or the first health check could never
+    pass. A node cordoned by hand is uncordoned too: the health check counts it unschedulable
+    (siderolabs/talos v1.13.9 pkg/cluster/check/default.go), so no rollout could pass it anyway."""
+    for host in sorted(hosts):
+        if listing.get(host):
+            log(f"{host} is cordoned (left so by an earlier run?): uncordoning it")
+            tools.kubectl("uncordon", host)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,6 +660,17 @@ def remove_node(env: Env, stdin: str) -> dict[str, str]:
                 "delete its Kubernetes Node (to tear the whole stack down, `make destroy STACK=<stack>` never "
                 "waits for dead machines)"
             )
+        if reachable and not env.flag("FORCE_REMOVE"):
+            # Removals run one after another (the lock), the next right after the last one's
+            # reset: none starts on a cluster that has not recovered. When the node itself is the
+            # endpoint (the first control plane, removed last), it answers for the cluster.
+            try:
+                _healthy(tools, env)
+            except StepError as error:
+                raise StepError(
+                    f"the cluster is not healthy, so {host} is not drained yet: {error}. Fix the cluster, or, to "
+                    f"remove {host} anyway, run `{PREFIX}FORCE_REMOVE=1 make up STACK=<the stack you are applying>`"
+                ) from None
         if reachable:
             graceful = role != "controlplane" or _etcd_members(tools, node) > 1
             with _cordoned_until_reset(tools, host):
@@ -645,10 +690,11 @@ def remove_node(env: Env, stdin: str) -> dict[str, str]:
 
 @contextmanager
 def _cordoned_until_reset(tools: Tools, host: str) -> Iterator[None]:
-    """A drain that fails leaves the node in the cluster, so schedulable again."""
+    """A drain that fails (or a step stopped inside) leaves the node in the cluster, so
+    schedulable again."""
     try:
         yield
-    except StepError:
+    except BaseException:
         tools.kubectl("uncordon", host, check=False)
         raise
 
@@ -705,7 +751,7 @@ def _targets(env: Env, name: str, fields: tuple[str, ...]) -> dict[str, Target]:
     return found
 
 
-def _existing(previous: dict[str, Any] | None, known: Collection[str], hosts: Iterable[str]) -> list[str]:
+def _existing(previous: Mapping[str, Any] | None, known: Collection[str], hosts: Iterable[str]) -> list[str]:
     """The nodes the last run recorded; the others are new and install the target directly.
     Without a readable record (an update always has one) every node counts as existing: the
     checks on each node (at the target, dry-run) keep that safe."""
@@ -724,13 +770,27 @@ def _wave_label(number: int, total: int, wave: Sequence[str]) -> str:
 # The upgrade rollout
 
 
+def recheck(env: Env) -> str:
+    """The stack's `upgrade.recheck` (TALOS_FLEET_RECHECK), unset meaning 0: a new value makes a
+    rollout ask every existing node again. After a failed rollout Pulumi keeps the command's old
+    inputs and record while the nodes already rolled run the new config or version; reverting the
+    stack then changes no input, so only a new recheck value reaches them."""
+    return (env.values.get(PREFIX + "RECHECK") or "0").strip()
+
+
+def rechecked(env: Env, previous: Mapping[str, Any] | None) -> bool:
+    """Whether the recheck value moved since the record (a record without one counts as 0)."""
+    return previous is not None and recheck(env) != str(previous.get("recheck", "0"))
+
+
 def upgrade_record(env: Env) -> dict[str, Any]:
     targets, prefix = _targets(env, "TARGET", ("arch",)), f"{PREFIX}INSTALLER_"
     installers = {k[len(prefix) :]: v for k, v in env.values.items() if k.startswith(prefix) and v}
     missing = sorted({t.arch for t in targets.values()} - set(installers))
     if missing:
         raise StepError(f"{prefix}{missing[0]} is not set; this step is run by pulumi up, not by hand")
-    return fits({"talos": env.get("TALOS_VERSION"), "installers": installers, "nodes": pack(sorted(targets))})
+    record = {"talos": env.get("TALOS_VERSION"), "installers": installers, "nodes": pack(sorted(targets))}
+    return fits({**record, "recheck": recheck(env)})
 
 
 def record_upgrades(env: Env, stdin: str) -> dict[str, Any]:
@@ -747,16 +807,25 @@ def upgrade_rollout(env: Env, stdin: str) -> dict[str, Any]:
         log(f"cluster {cluster}: only new nodes, which install Talos {target} directly: nothing to upgrade")
         return record
     last = previous or {}
-    if last.get("talos") == record["talos"] and all(
-        (last.get("installers") or {}).get(targets[h].arch) == installers[targets[h].arch] for h in existing
+    ask_all = rechecked(env, previous) or env.flag("ALLOW_DOWNGRADE")
+    if (
+        not ask_all
+        and last.get("talos") == record["talos"]
+        and all((last.get("installers") or {}).get(targets[h].arch) == installers[targets[h].arch] for h in existing)
     ):
         # Nodes were added or removed, or the policy changed: no existing node's target moved.
         log(f"cluster {cluster}: no existing node's Talos target changed: nothing to upgrade")
         return record
+    if ask_all:
+        # A recheck, or a downgrade allowed: the record cannot say which nodes a failed run left
+        # elsewhere, each node can.
+        log(f"cluster {cluster}: asking every existing node which Talos it runs")
     wanted = {h: (target, installer_schematic(installers[targets[h].arch])) for h in existing}
     with Renewing(env, stdin) as session:
         tools = session.tools()
         _check_talosctl_client(tools, target)
+        listing = kubernetes_nodes(tools)
+        existing = _installed(listing, existing, cluster)
         running = dict(zip(existing, each(existing, lambda h: _node_state(tools, targets[h].ip)), strict=True))
         todo = {h for h in existing if running[h] != wanted[h]}
         problems = [
@@ -766,10 +835,10 @@ def upgrade_rollout(env: Env, stdin: str) -> dict[str, Any]:
         ]
         if problems:
             raise StepError("refused before any node is touched:\n" + "\n".join(f"  - {p}" for p in problems))
+        _uncordon_leftovers(tools, listing, existing)
         if not todo:
             log(f"cluster {cluster}: every existing node already runs Talos {target} with its schematic")
             return record
-        _uncordon_leftovers(tools, todo)
         _healthy(tools, env)
         schedule = waves.waves([(h, targets[h].role) for h in existing], int(env.get("WORKER_BATCH_SIZE")))
         for number, wave in enumerate(schedule, 1):
@@ -852,10 +921,11 @@ class ConfigInputs:
 def _config_targets(env: Env) -> dict[str, Target]:
     nodes = _targets(env, "CONFIG", ("live", "reboot"))
     for node in nodes.values():
-        if not _is_hash(node.reboot):
-            raise StepError(
-                f"{PREFIX}CONFIG_{node.host}: reboot is not {HASH_DIGITS} hex digits; this step is run by pulumi up"
-            )
+        for name, value in (("live", node.live), ("reboot", node.reboot)):
+            if not _is_hash(value):
+                raise StepError(
+                    f"{PREFIX}CONFIG_{node.host}: {name} is not {HASH_DIGITS} hex digits; this step is run by pulumi up"
+                )
     return nodes
 
 
@@ -863,30 +933,45 @@ def _is_hash(text: str) -> bool:
     return len(text) == HASH_DIGITS and all(c in "0123456789abcdef" for c in text)
 
 
+class Recorded(NamedTuple):
+    """What the config record keeps of a node: its config fingerprint, the first LIVE_DIGITS of
+    the plan's live hash, and the plan's reboot hash."""
+
+    fingerprint: str
+    live: str
+    reboot: str
+
+
 def config_record(env: Env, inputs: ConfigInputs) -> dict[str, Any]:
-    """Per node (hostnames sorted) its config fingerprint and its reboot hash, as columns of fixed
-    width rather than a map: zlib packs a column of hex digits far tighter than hostnames and hex
-    interleaved, which keeps 5,000 nodes with 63-character hostnames within MAX_ENV_STRING."""
+    """Per node (hostnames sorted) its config fingerprint, live hash (shortened) and reboot hash, as
+    columns of fixed width rather than a map: zlib packs a column of hex digits far tighter than
+    hostnames and hex interleaved, which keeps 5,000 nodes with 63-character hostnames within
+    MAX_ENV_STRING. The live hash is the shortened one: two different ones read as equal only
+    send a node the reboot way, the safe one (`_paths`)."""
     nodes = _config_targets(env)
     hosts = sorted(nodes)
-    fingerprints = "".join(inputs.fingerprint(nodes[h]) for h in hosts)
-    return fits(
-        {
-            "config": pack(
-                {"hosts": hosts, "fingerprints": fingerprints, "reboots": "".join(nodes[h].reboot for h in hosts)}
-            )
-        }
-    )
+    columns = {
+        "hosts": hosts,
+        "fingerprints": "".join(inputs.fingerprint(nodes[h]) for h in hosts),
+        "lives": "".join(nodes[h].live[:LIVE_DIGITS] for h in hosts),
+        "reboots": "".join(nodes[h].reboot for h in hosts),
+    }
+    return fits({"config": pack(columns), "recheck": recheck(env)})
 
 
-def config_table(value: Any) -> dict[str, tuple[str, str]] | None:
-    """A config record's columns as {hostname: (fingerprint, reboot hash)}; None if it is not one."""
+def config_table(value: Any) -> dict[str, Recorded] | None:
+    """A config record's columns by hostname; None if it is not one (also a record written before
+    the live column existed: then every node takes the safe path)."""
     try:
-        hosts, fingerprints, reboots = value["hosts"], value["fingerprints"], value["reboots"]
-        if len(fingerprints) != len(reboots) or len(fingerprints) != HASH_DIGITS * len(hosts):
+        hosts, fingerprints, lives, reboots = value["hosts"], value["fingerprints"], value["lives"], value["reboots"]
+        count = len(hosts)
+        widths = ((fingerprints, HASH_DIGITS), (lives, LIVE_DIGITS), (reboots, HASH_DIGITS))
+        if not all(isinstance(text, str) and len(text) == width * count for text, width in widths):
             return None
-        cut = [slice(i * HASH_DIGITS, (i + 1) * HASH_DIGITS) for i in range(len(hosts))]
-        return {str(h): (fingerprints[c], reboots[c]) for h, c in zip(hosts, cut, strict=True)}
+        return {
+            str(h): Recorded(*(text[i * width : (i + 1) * width] for text, width in widths))
+            for i, h in enumerate(hosts)
+        }
     except (KeyError, TypeError):
         return None
 
@@ -895,36 +980,60 @@ def record_config(env: Env, stdin: str) -> dict[str, Any]:
     return config_record(env, ConfigInputs.parse(stdin))
 
 
+def _paths(
+    env: Env, nodes: Mapping[str, Target], current: Mapping[str, Recorded], previous: Mapping[str, Any] | None
+) -> tuple[list[str], set[str], set[str]]:
+    """The existing nodes, those whose config changed, and those of them that take the reboot
+    path: the plan's reboot hash moved; or the fingerprint moved but neither plan hash did (a
+    secret value in a role config or patch, which may sit in `.machine.env` or another reboot
+    setting); or there is no readable record; or a recheck (the step cannot tell whether the
+    difference a node shows needs a reboot). The live path only when the live hash alone moved."""
+    known = config_table((previous or {}).get("config"))
+    existing = _existing(previous if known is not None else None, known or {}, nodes)
+    if known is None or rechecked(env, previous):
+        if known is not None:
+            log(f"cluster {env.get('CLUSTER')}: recheck: every existing node is checked, and rolled by reboot")
+        return existing, set(existing), set(existing)
+    changed = {h for h in existing if known[h].fingerprint != current[h].fingerprint}
+    reboots = set()
+    for host in sorted(changed):
+        if known[host].reboot != current[host].reboot:
+            reboots.add(host)
+        elif known[host].live == current[host].live:
+            log(f"{host}: its config changed where the plan's hashes do not look (a secret?): rolled by reboot")
+            reboots.add(host)
+    return existing, changed, reboots
+
+
 def roll_config(env: Env, stdin: str) -> dict[str, Any]:
     inputs, cluster = ConfigInputs.parse(stdin), env.get("CLUSTER")
     nodes = _config_targets(env)
     record = config_record(env, inputs)
     current = config_table(unpack(record["config"])) or {}
-    previous = env.previous()
-    known = config_table((previous or {}).get("config"))
-    existing = _existing(previous if known is not None else None, known or {}, nodes)
-    # Without a record, every node counts as changed and by reboot, the safe path; the dry-run
-    # skips the nodes already running their config.
-    last = {h: (known or {}).get(h, ("", "")) for h in existing}
-    changed = {h for h in existing if last[h][0] != current[h][0]}
-    reboots = {h for h in changed if last[h][1] != nodes[h].reboot}
+    existing, changed, reboots = _paths(env, nodes, current, env.previous())
     if not changed:
         log(f"cluster {cluster}: no existing node's config changed: nothing to roll out")
         return record
-    schedule = config_schedule([(h, nodes[h].role) for h in existing], changed, int(env.get("WORKER_BATCH_SIZE")))
-    log(
-        f"cluster {cluster}: config changed on {len(changed)} nodes ({len(reboots)} by reboot); canary {schedule[0][0]}"
-    )
     with private_directory() as directory, Renewing(env, inputs.ca_stdin) as session:
-        files = _config_files(directory, inputs, [nodes[h] for h in sorted(changed)])
         tools = session.tools()
-        _uncordon_leftovers(tools, changed)
+        listing = kubernetes_nodes(tools)
+        existing = _installed(listing, existing, cluster)
+        changed &= set(existing)
+        _uncordon_leftovers(tools, listing, existing)
+        if not changed:
+            log(f"cluster {cluster}: no installed node's config changed: nothing to roll out")
+            return record
+        schedule = config_schedule([(h, nodes[h].role) for h in existing], changed, int(env.get("WORKER_BATCH_SIZE")))
+        log(
+            f"cluster {cluster}: config changed on {len(changed)} nodes ({len(reboots & changed)} by reboot); "
+            f"canary {schedule[0][0]}"
+        )
+        files = _config_files(directory, inputs, [nodes[h] for h in sorted(changed)])
         _healthy(tools, env)
         for number, wave in enumerate(schedule, 1):
             label = ("canary " if number == 1 else "") + _wave_label(number, len(schedule), wave)
             tools = session.tools()
-            if _roll_wave(tools, env, [nodes[h] for h in wave], reboots, files, label):
-                _healthy(tools, env)
+            if _roll_wave(tools, env, [nodes[h] for h in wave], reboots, files, label, canary=number == 1):
                 log(f"cluster {cluster}: {label} done; cluster healthy")
     return record
 
@@ -956,20 +1065,40 @@ def _active(tools: Tools, node: Target, files: Sequence[str]) -> bool:
     (siderolabs/talos v1.13.9 internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go
     ApplyConfiguration, generateDiff; cmd/talosctl/pkg/talos/helpers/mode.go PrintApplyResults).
     In the default mode (auto), never the no-reboot check. A staged config not yet booted still
-    differs from the active one."""
+    differs from the active one. Like any apply but a try, it also cancels a try-mode rollback
+    pending on the node (same server file, before the dry-run branch)."""
     done = tools.talosctl(node.ip, "apply-config", *files, "--dry-run")
     _, found, diff = done.stderr.partition("Config diff:")
     return bool(found) and [line.strip() for line in diff.splitlines() if line.strip()] == ["No changes."]
 
 
+def _done_already(tools: Tools, node: Target, files: Sequence[str]) -> bool:
+    """A resumed rollout's test: the node runs its new config already. Then the same config is
+    applied once more with `--mode=no-reboot`, which changes nothing running but writes it to disk:
+    a canary an earlier run tried (`--mode=try` sets only the active config) and stopped before
+    confirming shows no change to a dry-run, which cancelled its rollback, and would boot its old
+    config at the next reboot (v1alpha1_server.go ApplyConfiguration: TRY sets the active config
+    only, NO_REBOOT the persistent one and the active one)."""
+    if not _active(tools, node, files):
+        return False
+    tools.talosctl(node.ip, "apply-config", *files, "--mode=no-reboot")
+    log(f"{node.host}: already runs its new config")
+    return True
+
+
 def _roll_wave(
-    tools: Tools, env: Env, wave: Sequence[Target], reboots: Collection[str], files: Mapping[str, list[str]], label: str
+    tools: Tools,
+    env: Env,
+    wave: Sequence[Target],
+    reboots: Collection[str],
+    files: Mapping[str, list[str]],
+    label: str,
+    canary: bool,
 ) -> bool:
-    """One wave; False when every node of it already ran its config (a resumed rollout)."""
-    todo = [n for n in wave if not _active(tools, n, files[n.host])]
-    for node in wave:
-        if node not in todo:
-            log(f"{node.host}: already runs its new config")
+    """One wave, then the cluster's health; False when every node of it already ran its config (a
+    resumed rollout), with no health check."""
+    done = each(wave, lambda n: _done_already(tools, n, files[n.host]))
+    todo = [n for n, ready in zip(wave, done, strict=True) if not ready]
     if not todo:
         return False
     log(f"{label}: applying")
@@ -977,30 +1106,73 @@ def _roll_wave(
     for node in todo:
         if node.host in reboots:
             by_reboot.append(node)
-            continue
-        done = tools.talosctl(node.ip, "apply-config", *files[node.host], "--mode=no-reboot", check=False)
-        if done.returncode == 0:
-            log(f"{node.host}: applied live")
-        elif NOT_IMMEDIATE in done.stderr:
-            log(f"{node.host}: Talos needs a reboot for this change: staged and rebooted, drained")
+        elif canary:
+            if _try_live(tools, env, node, files[node.host]):
+                return True  # its health check was the wave's
             by_reboot.append(node)
-        else:
-            raise failed(done)
+        elif not _apply_live(tools, node, files[node.host], "--mode=no-reboot"):
+            by_reboot.append(node)
     if by_reboot:
+        # Each node staged and rebooted at once, a batch's nodes side by side: a failure never
+        # leaves a node staged but not rebooted, where any later reboot (a crash, an upgrade)
+        # would boot the change without a drain.
         with _out_of_service(tools, env, [n.host for n in by_reboot]):
-            for node in by_reboot:
-                tools.talosctl(node.ip, "apply-config", *files[node.host], "--mode=staged")
-            each(by_reboot, lambda n: _reboot(tools, env, n, files[n.host]))
+            each(by_reboot, lambda n: _stage_and_reboot(tools, env, n, files[n.host]))
+    _healthy(tools, env)
     return True
 
 
-def _reboot(tools: Tools, env: Env, node: Target, files: Sequence[str]) -> None:
+def _apply_live(tools: Tools, node: Target, files: Sequence[str], *mode: str) -> bool:
+    """False when a 1.13 node refuses the change without a reboot, before it changes anything
+    (NOT_IMMEDIATE): the caller takes the reboot path."""
+    done = tools.talosctl(node.ip, "apply-config", *files, *mode, check=False)
+    if done.returncode == 0:
+        log(f"{node.host}: applied live")
+        return True
+    if NOT_IMMEDIATE in done.stderr:
+        log(f"{node.host}: Talos needs a reboot for this change: staged and rebooted, drained")
+        return False
+    raise failed(done)
+
+
+def _try_live(tools: Tools, env: Env, node: Target, files: Sequence[str]) -> bool:
+    """The canary's live change in try mode: the node rolls it back by itself after `--timeout`
+    unless a non-try apply comes first (siderolabs/talos v1.13.9 and v1.14.0-rc.1
+    v1alpha1_server.go ApplyConfiguration: TRY arms RollbackToConfigAfter, every other mode calls
+    CancelConfigRollbackTimeout; cmd/talosctl/cmd/talos/apply-config.go `--timeout`, a duration,
+    the rollback delay in try mode, default one minute, at both tags). A wrong network patch on the
+    canary, the first control plane through which every call goes, thus undoes itself. Confirmed
+    with the same config in no-reboot mode only once the cluster is healthy; a failed health check
+    stops the step unconfirmed. The timeout outlasts the health check's own wait."""
+    minutes = env.minutes("HEALTH_TIMEOUT_MINUTES") + TRY_MARGIN_MINUTES
+    if not _apply_live(tools, node, files, "--mode=try", f"--timeout={minutes}m"):
+        return False
+    try:
+        _healthy(tools, env)
+    except StepError as error:
+        raise StepError(
+            f"{error}. {node.host} (the canary) was not confirmed: it rolls back to its previous config within "
+            f"{minutes} minutes of its apply"
+        ) from None
+    tools.talosctl(node.ip, "apply-config", *files, "--mode=no-reboot")
+    log(f"{node.host}: canary healthy, its config confirmed")
+    return True
+
+
+def _stage_and_reboot(tools: Tools, env: Env, node: Target, files: Sequence[str]) -> None:
     """The staged config becomes the active one at boot (siderolabs/talos v1.13.9
     internal/app/machined/pkg/controllers/config/acquire.go stateDisk). `talosctl reboot` waits
     for the node to come back (`--wait` defaults to true) and drains only with `--drain`, off by
     default (cmd/talosctl/cmd/talos/reboot.go, track.go): the drain before is kubectl's."""
     minutes = env.minutes("HEALTH_TIMEOUT_MINUTES")
-    tools.talosctl(node.ip, "reboot", "--wait", f"--timeout={minutes}m")
+    tools.talosctl(node.ip, "apply-config", *files, "--mode=staged")
+    try:
+        tools.talosctl(node.ip, "reboot", "--wait", f"--timeout={minutes}m")
+    except StepError as error:
+        raise StepError(
+            f"{error}. {node.host} holds its new config staged: the next run drains and reboots it; a reboot "
+            "before then boots that config undrained"
+        ) from None
     wait_until(lambda: _active(tools, node, files), env, f"{node.host} running its new config after the reboot")
     log(f"{node.host}: rebooted into its new config")
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -447,6 +447,17 @@ def test_concurrent_removals_of_one_cluster_run_one_at_a_time(tmp_path: Path) ->
     switch = sequence.index(next(h for h in sequence if h != first))
     assert set(sequence[:switch]) == {first}, sequence
     assert first not in sequence[switch:], sequence
+    # Inside the lock each removal first checks the cluster: the second one after the first one's
+    # delete, on the cluster as the first one left it.
+    checked = [
+        o
+        for o in (
+            "health" if " health " in a else owner(c)
+            for c, a in zip(results[-1].calls, results[-1].argv(), strict=True)
+        )
+        if o is not None
+    ]
+    assert checked == ["health", *[first] * 4, "health", *[sequence[-1]] * 4], checked
     for host in hosts:
         mine = [c for c in results[-1].calls if owner(c) == host]
         verbs = [c["args"][0] if c["tool"] == "kubectl" else "reset" for c in mine]
@@ -473,6 +484,56 @@ def test_a_removal_whose_drain_fails_leaves_the_node_schedulable(step: Callable[
     assert result.code == 1
     assert not result.ran(" reset ")
     assert result.state["cordoned"] == []
+
+
+def test_a_removal_waits_for_nothing_on_an_unhealthy_cluster_unless_forced(step: Callable[..., Result]) -> None:
+    """A removal right after another must not start on a cluster that has not recovered."""
+    state = cluster_state()
+    state["nodes"][WORKER]["ready"] = False
+    result = step("remove-node", node_env(), state, stdin=CREDENTIALS)
+    assert result.code == 1
+    assert "not ready: [worker-1]" in result.stderr
+    assert "TALOS_FLEET_FORCE_REMOVE=1" in result.stderr
+    assert not result.ran("kubectl cordon")
+    assert not result.ran(" reset ")
+    forced = step("remove-node", node_env(force_remove="1"), state, stdin=CREDENTIALS)
+    assert forced.code == 0, forced.stderr
+    assert not forced.ran(" health ")
+    assert forced.ran("kubectl delete node cp-2")
+    assert forced.state["nodes"][NODE]["reset"] == {"graceful": True, "reboot": False}
+
+
+def test_the_endpoint_removes_itself_asking_itself(step: Callable[..., Result]) -> None:
+    """The first control plane, the endpoint of every call, is removed last: its own removal
+    reaches the cluster through itself until its reset powers it off."""
+    env = node_env(hostname="cp-1", node=CONTROL_PLANE)
+    result = step("remove-node", env, cluster_state(etcd_members=2), stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    order = [f"{through(CONTROL_PLANE, CONTROL_PLANE)} health", "kubectl cordon cp-1", "kubectl drain cp-1"]
+    order += [f"{through(CONTROL_PLANE, CONTROL_PLANE)} reset --graceful=true", "kubectl delete node cp-1"]
+    positions = [result.index(n) for n in order]
+    assert positions == sorted(positions), result.argv()
+    assert result.state["nodes"][CONTROL_PLANE]["down"] is True
+    assert [a for a in result.argv()[positions[3] + 1 :] if a.startswith("talosctl")] == []
+
+
+@dataclass(frozen=True)
+class Recording(day2.Tools):
+    """Tools whose calls are recorded, never run."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        self.calls.append(" ".join(args))
+        return subprocess.CompletedProcess(list(args), 0, "", "")
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit, RuntimeError, day2.StepError])
+def test_nodes_taken_out_of_service_are_uncordoned_whatever_stops_the_step(stop: type[BaseException]) -> None:
+    tools = Recording({}, CONTROL_PLANE)
+    with pytest.raises(stop), day2._out_of_service(tools, day2.Env(node_env()), ["worker-1", "worker-2"]):
+        raise stop()
+    assert [c for c in tools.calls if "uncordon" in c] == ["kubectl uncordon worker-1", "kubectl uncordon worker-2"]
 
 
 def test_the_last_etcd_member_is_reset_without_leaving_etcd(step: Callable[..., Result]) -> None:

@@ -75,7 +75,12 @@ def node_calls(result: Result, verb: str, *needles: str) -> list[str]:
     found = []
     for call in result.calls:
         args = call["args"]
-        if call["tool"] == "talosctl" and verb in args and all(any(n in a for a in args) for n in needles):
+        if (
+            call["tool"] == "talosctl"
+            and "--nodes" in args
+            and verb in args
+            and all(any(n in a for a in args) for n in needles)
+        ):
             found.append(HOST[args[args.index("--nodes") + 1]])
     return found
 
@@ -112,16 +117,25 @@ def assert_health_only_while_nothing_is_cordoned(result: Result) -> None:
             assert cordoned == set(), events(result)
 
 
-def touched_in_waves(result: Result, touch: tuple[str, ...]) -> list[list[str]]:
+def touched_in_waves(happened: list[tuple[str, str]], touch: tuple[str, ...]) -> list[list[str]]:
     """The nodes `touch` events reached between two health checks, wave by wave (in hostname
     order: a batch's nodes run at the same time)."""
     waves: list[list[str]] = [[]]
-    for what, host in events(result):
+    for what, host in happened:
         if what == "health":
             waves.append([])
         elif what in touch and host not in waves[-1]:
             waves[-1].append(host)
     return [sorted(w) for w in waves if w]
+
+
+def confirmed_canary(happened: list[tuple[str, str]], canary: str) -> list[tuple[str, str]]:
+    """Checks the canary's live change went in try mode, then a health check, then the same config
+    in no-reboot mode (the confirmation, nothing in between); returns the events without that
+    confirmation, so the waves read as applies between health checks."""
+    tried = happened.index(("apply try", canary))
+    assert happened[tried + 1 : tried + 3] == [("health", ""), ("apply no-reboot", canary)], happened
+    return happened[: tried + 2] + happened[tried + 3 :]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,7 +170,7 @@ def test_an_upgrade_walks_the_waves_one_after_another_health_gated(steps: Steps)
     env = updating(steps, upgrade_env(version="v1.13.10"), upgrade_env(), "record-upgrades")
     result = steps.run("upgrade-rollout", env, fleet(slow={"upgrade": 0.2}), stdin=CREDENTIALS)
     assert result.code == 0, result.stderr
-    assert touched_in_waves(result, ("upgrade",)) == expected_waves(IP, 2)
+    assert touched_in_waves(events(result), ("upgrade",)) == expected_waves(IP, 2)
     # Health before the first wave and after each: every wave starts on a healthy cluster.
     checks = [i for i, (what, _) in enumerate(events(result)) if what == "health"]
     assert len(checks) == len(expected_waves(IP, 2)) + 1
@@ -191,7 +205,7 @@ def test_a_failed_upgrade_stops_the_rollout_and_a_rerun_resumes_where_it_stopped
     # Pulumi kept the old record: the same update runs again.
     again = steps.run("upgrade-rollout", env, {**first.state, "fail": []}, stdin=CREDENTIALS)
     assert again.code == 0, again.stderr
-    assert touched_in_waves(again, ("upgrade",)) == expected_waves(hosts, 2)[2:]
+    assert touched_in_waves(events(again), ("upgrade",)) == expected_waves(hosts, 2)[2:]
     assert {n["version"] for n in again.state["nodes"].values()} == {"v1.13.11"}
 
 
@@ -235,15 +249,88 @@ def test_nodes_at_the_target_are_skipped_and_one_left_cordoned_is_uncordoned_fir
     assert result.index("kubectl uncordon worker-1") < result.index(" health ")
 
 
-def test_an_operator_cordoned_node_fails_the_first_health_check_before_anything_is_touched(steps: Steps) -> None:
+def test_a_node_left_cordoned_after_it_reached_the_target_is_uncordoned_before_the_first_check(steps: Steps) -> None:
+    """An earlier run killed between a node's upgrade and its uncordon: the node is at the target
+    (nothing to do for it) but cordoned, which fails every health check until it is uncordoned."""
     env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
     state = fleet(SMALL, cordoned=["worker-1"])
-    state["nodes"][IP["worker-1"]]["version"] = "v1.13.11"  # at the target: not this step's to uncordon
+    state["nodes"][IP["worker-1"]]["version"] = "v1.13.11"
     result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert result.index("kubectl uncordon worker-1") < result.index(" health ")
+    assert sorted(node_calls(result, "upgrade")) == ["cp-1", "worker-2"]
+    assert result.state["cordoned"] == []
+
+
+def test_a_recorded_node_that_never_joined_kubernetes_does_not_block_the_upgrade(steps: Steps) -> None:
+    """worker-4 was recorded when it was added, but its install failed: no Kubernetes node, and
+    its Talos API does not answer with the cluster's CA. Its ConfigurationApply installs it."""
+    nodes = (*SMALL, CLUSTER[-1])
+    env = updating(steps, upgrade_env(nodes, version="v1.13.10"), upgrade_env(nodes), "record-upgrades")
+    state = fleet(nodes)
+    state["nodes"][IP["worker-4"]].update(no_kubernetes=True, down=True)
+    result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert "worker-4 is not a Kubernetes node" in result.stderr
+    assert sorted(node_calls(result, "upgrade")) == sorted(h for h, _, _ in SMALL)
+    assert not [c for c in result.calls if IP["worker-4"] in c["args"]]
+
+
+def test_a_kubernetes_api_that_does_not_answer_stops_the_upgrade_before_any_node(steps: Steps) -> None:
+    env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+    result = steps.run("upgrade-rollout", env, fleet(SMALL, kubernetes_down=True), stdin=CREDENTIALS)
     assert result.code == 1
-    assert "not schedulable: [worker-1]" in result.stderr
+    assert "kubectl get nodes" in result.stderr
     assert node_calls(result, "upgrade") == []
-    assert not result.ran("kubectl cordon")
+    assert node_calls(result, "version") == []
+
+
+def failed_upgrade(steps: Steps, old: dict[str, str], new: dict[str, str], state: dict[str, Any]) -> Result:
+    """`new` rolled out over `old` and failed at cp-3: cp-1 and cp-2 run the new target. Pulumi
+    keeps the old inputs and record."""
+    env = updating(steps, old, new, "record-upgrades")
+    first = steps.run("upgrade-rollout", env, {**state, "fail": [f"upgrade@{IP['cp-3']}"]}, stdin=CREDENTIALS)
+    assert first.code == 1
+    return first
+
+
+def test_a_revert_after_a_failed_extension_change_needs_a_recheck_to_reach_the_rolled_nodes(steps: Steps) -> None:
+    old = upgrade_env(CLUSTER[:3], version="v1.13.10")
+    new = upgrade_env(CLUSTER[:3], version="v1.13.10", schematic=NEW_SCHEMATIC)
+    first = failed_upgrade(steps, old, new, fleet(CLUSTER[:3]))
+    rolled = {h for h in ("cp-1", "cp-2", "cp-3") if first.state["nodes"][IP[h]]["schematic"] == NEW_SCHEMATIC}
+    assert rolled == {"cp-1", "cp-2"}
+    state = {**first.state, "fail": []}
+    # The stack reverted: the same inputs as the kept record, so Pulumi runs nothing, and a run
+    # would have nothing to do by the record alone.
+    revert = updating(steps, old, old, "record-upgrades")
+    assert steps.run("upgrade-rollout", revert, state, tools=(), stdin=CREDENTIALS).calls == []
+    result = steps.run("upgrade-rollout", {**revert, "TALOS_FLEET_RECHECK": "1"}, state, stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert touched_in_waves(events(result), ("upgrade",)) == [[h] for h in sorted(rolled)]
+    assert {n["schematic"] for n in result.state["nodes"].values()} == {OLD_SCHEMATIC}
+    assert result.record()["recheck"] == "1"
+
+
+def test_an_allowed_downgrade_asks_every_node_although_the_record_holds_the_target(steps: Steps) -> None:
+    old, new = upgrade_env(CLUSTER[:3], version="v1.13.10"), upgrade_env(CLUSTER[:3])
+    first = failed_upgrade(steps, old, new, fleet(CLUSTER[:3]))
+    revert = {**updating(steps, old, old, "record-upgrades"), "TALOS_FLEET_ALLOW_DOWNGRADE": "true"}
+    result = steps.run("upgrade-rollout", revert, {**first.state, "fail": []}, stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert touched_in_waves(events(result), ("upgrade",)) == [["cp-1"], ["cp-2"]]
+    assert {n["version"] for n in result.state["nodes"].values()} == {"v1.13.10"}
+
+
+def test_a_recheck_with_every_node_at_the_target_asks_them_and_checks_no_health(steps: Steps) -> None:
+    env = updating(steps, upgrade_env(SMALL), upgrade_env(SMALL), "record-upgrades")
+    result = steps.run(
+        "upgrade-rollout", {**env, "TALOS_FLEET_RECHECK": "7"}, fleet(SMALL, "v1.13.11"), stdin=CREDENTIALS
+    )
+    assert result.code == 0, result.stderr
+    assert sorted(node_calls(result, "version")) == sorted(h for h, _, _ in SMALL)
+    assert not result.ran(" health ")
+    assert node_calls(result, "upgrade") == []
 
 
 def test_a_node_on_the_previous_minor_takes_the_legacy_path_and_ends_schedulable(steps: Steps) -> None:
@@ -333,13 +420,23 @@ def config_stdin(roles: dict[str, str] | None = None, hosts: Iterable[str] = IP)
     return json.dumps(document)
 
 
-def config_env(nodes: Iterable[Node] = CLUSTER, reboot: dict[str, str] | None = None, batch: int = 2) -> dict[str, str]:
-    """`reboot`: the reboot hash per host the plan computed (default: one per role)."""
+def config_env(
+    nodes: Iterable[Node] = CLUSTER,
+    reboot: dict[str, str] | None = None,
+    live: dict[str, str] | None = None,
+    batch: int = 2,
+) -> dict[str, str]:
+    """The plan's hashes per host (defaults: one per role, as for a cluster without node-level
+    changes): `live` and `reboot` name the hosts whose hash moved, and to what."""
     env = policy(batch)
     for host, ip, role in nodes:
-        hashes = {"live": "1" * 12, "reboot": (reboot or {}).get(host, "2" * 12)}
+        hashes = {"live": (live or {}).get(host, "1" * 12), "reboot": (reboot or {}).get(host, "2" * 12)}
         env[f"TALOS_FLEET_CONFIG_{host}"] = compact({"ip": ip, "role": role, **hashes})
     return env
+
+
+def moved(hosts: Iterable[str], to: str = "4" * 12) -> dict[str, str]:
+    return dict.fromkeys(hosts, to)
 
 
 def configured(nodes: Iterable[Node] = CLUSTER, version: str = "v1.13.10", **extra: Any) -> dict[str, Any]:
@@ -356,6 +453,12 @@ def active(state: dict[str, Any], host: str) -> str:
     return config
 
 
+def settled(state: dict[str, Any], host: str) -> bool:
+    """Nothing waits on the node: no config staged for a later boot, no try-mode rollback."""
+    node = state["nodes"][IP[host]]
+    return node["config"].get("persistent", active(state, host)) == active(state, host) and "rollback" not in node
+
+
 def running(roles: dict[str, str], host: str) -> str:
     """What a node runs once `roles` reached it."""
     return fake.encode(fake.render(roles[ROLE[host]], node_patches([host])[host]))
@@ -370,98 +473,159 @@ def roll(steps: Steps, roles: dict[str, str], state: dict[str, Any], env: dict[s
 
 def test_a_cluster_change_rolls_as_a_canary_then_control_planes_then_worker_batches(steps: Steps) -> None:
     roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
-    result = roll(steps, roles, configured())
+    result = roll(steps, roles, configured(), config_env(live=moved(IP)))
     assert result.code == 0, result.stderr
     waves = expected_waves(IP, 2)
     # The canary (the first control plane) is the first wave; here it is also the first wave of
-    # control planes, so the order is the cluster's waves.
-    assert touched_in_waves(result, ("apply no-reboot",)) == waves
-    checks = [what for what, _ in events(result)].count("health")
+    # control planes, so the order is the cluster's waves. The canary alone goes in try mode.
+    happened = confirmed_canary(events(result), waves[0][0])
+    assert touched_in_waves(happened, ("apply try", "apply no-reboot")) == waves
+    assert node_calls(result, "apply-config", "--mode=try") == [waves[0][0]]
+    checks = [what for what, _ in happened].count("health")
     assert checks == len(waves) + 1
-    assert all(active(result.state, h) == running(roles, h) for h in IP)
+    assert all(active(result.state, h) == running(roles, h) and settled(result.state, h) for h in IP)
     assert not result.state.get("reboots")
     assert_health_only_while_nothing_is_cordoned(result)
+    # The rollback waits longer than the health check between the try and its confirmation.
+    [tried] = [c["args"] for c in result.calls if "--mode=try" in c["args"]]
+    health = int(policy(2)["TALOS_FLEET_HEALTH_TIMEOUT_MINUTES"])
+    assert any(a.startswith("--timeout=") and int(a.split("=")[1].removesuffix("m")) > health for a in tried)
 
 
 def test_a_worker_only_change_starts_with_the_first_worker_as_canary(steps: Steps) -> None:
     roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], LIVE_CHANGE)}
-    before = configured()
-    result = roll(steps, roles, before)
-    assert result.code == 0, result.stderr
     workers = sorted(h for h in IP if ROLE[h] == "worker")
-    assert touched_in_waves(result, ("apply no-reboot",)) == [[workers[0]], *expected_waves(workers[1:], 2)]
+    before = configured()
+    result = roll(steps, roles, before, config_env(live=moved(workers)))
+    assert result.code == 0, result.stderr
+    happened = confirmed_canary(events(result), workers[0])
+    assert touched_in_waves(happened, ("apply try", "apply no-reboot")) == [
+        [workers[0]],
+        *expected_waves(workers[1:], 2),
+    ]
     # Control planes: not even asked.
     assert not [h for _, h in events(result) if ROLE.get(h) == CONTROL_PLANE]
     assert all(active(result.state, h) == active(before, h) for h in IP if ROLE[h] == CONTROL_PLANE)
 
 
-def test_a_failed_health_check_after_the_canary_stops_and_a_rerun_resumes(steps: Steps) -> None:
+def failed_canary(steps: Steps) -> tuple[dict[str, str], dict[str, str], Result, dict[str, Any]]:
+    """A live change that keeps the canary from being Ready: the step stops after the canary's
+    health check. Returns the update's env, the new role configs, the run and the state before."""
     roles = {
         role: changed(text, f"machine:\n  nodeLabels:\n    bad: {NOT_READY}\n") for role, text in ROLE_CONFIGS.items()
     }
     before = configured(not_ready_marker=NOT_READY)
-    update = updating(steps, config_env(), config_env(), "record-config", config_stdin())
+    update = updating(steps, config_env(), config_env(live=moved(IP)), "record-config", config_stdin())
     first = steps.run("roll-config", update, before, stdin=config_stdin(roles))
     assert first.code == 1
     assert "not ready: [cp-1]" in first.stderr
-    assert node_calls(first, "apply-config", "--mode=no-reboot") == ["cp-1"]
+    return update, roles, first, before
+
+
+def test_a_canary_that_fails_its_health_check_is_left_unconfirmed_and_rolls_back_by_itself(steps: Steps) -> None:
+    _, roles, first, before = failed_canary(steps)
+    assert node_calls(first, "apply-config", "--mode=try") == ["cp-1"]
+    assert node_calls(first, "apply-config", "--mode=no-reboot") == []  # never confirmed
     assert active(first.state, "cp-1") == running(roles, "cp-1")
     assert all(active(first.state, h) == active(before, h) for h in IP if h != "cp-1")
-    # The operator fixed what kept the node from being Ready; Pulumi kept the old record.
+    assert "rolls back" in first.stderr
+    # Its timeout passes: the canary runs its old config again, nothing else changed.
+    fake.expire_rollbacks(first.state)
+    assert all(active(first.state, h) == active(before, h) and settled(first.state, h) for h in IP)
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["before-the-rollback", "after-the-rollback"])
+def test_a_rerun_after_a_failed_canary_resumes(steps: Steps, expired: bool) -> None:
+    """The operator fixed what kept the node from being Ready; Pulumi kept the old record. Before
+    the rollback, the canary runs its new config: the dry-run skips it (and cancels the rollback)
+    and the same config is written for good; after it, the canary is tried again."""
+    update, roles, first, _ = failed_canary(steps)
     healed = {k: v for k, v in first.state.items() if k != "not_ready_marker"}
+    if expired:
+        fake.expire_rollbacks(healed)
     again = steps.run("roll-config", update, healed, stdin=config_stdin(roles))
     assert again.code == 0, again.stderr
-    assert "cp-1" not in node_calls(again, "apply-config", "--mode=no-reboot")
-    assert touched_in_waves(again, ("apply no-reboot",)) == expected_waves(set(IP) - {"cp-1"}, 2)
-    assert all(active(again.state, h) == running(roles, h) for h in IP)
+    happened = events(again)
+    if expired:
+        happened = confirmed_canary(happened, "cp-1")
+    else:
+        assert node_calls(again, "apply-config", "--mode=try") == []
+        assert [what for what, h in happened if h == "cp-1"] == ["dry-run", "apply no-reboot"]
+        happened = [e for e in happened if e[1] != "cp-1"]
+    rest = expected_waves(set(IP) - {"cp-1"}, 2)
+    assert touched_in_waves(happened, ("apply try", "apply no-reboot")) == ([["cp-1"]] if expired else []) + rest
+    assert all(active(again.state, h) == running(roles, h) and settled(again.state, h) for h in IP)
 
 
 def test_a_change_that_needs_a_reboot_stages_and_reboots_one_control_plane_at_a_time_drained(steps: Steps) -> None:
     roles = {**ROLE_CONFIGS, CONTROL_PLANE: changed(ROLE_CONFIGS[CONTROL_PLANE], REBOOT_CHANGE)}
     control_planes = sorted(h for h in IP if ROLE[h] == CONTROL_PLANE)
-    env = config_env(reboot={h: "3" * 12 for h in control_planes})
+    env = config_env(reboot=moved(control_planes, "3" * 12))
     result = roll(steps, roles, configured(), env)
     assert result.code == 0, result.stderr
     assert [r["host"] for r in result.state["reboots"]] == control_planes
     assert all(r["cordoned"] for r in result.state["reboots"])  # drained before, by kubectl
     assert node_calls(result, "apply-config", "--mode=no-reboot") == []
+    assert node_calls(result, "apply-config", "--mode=try") == []
     for host in control_planes:
         mine = [what for what, h in events(result) if h == host]
         assert mine == ["dry-run", "cordon", "drain", "apply staged", "reboot", "dry-run", "uncordon"], mine
         assert active(result.state, host) == running(roles, host)
     # One at a time: a health check between one node's uncordon and the next one's drain.
-    assert touched_in_waves(result, ("reboot",)) == [[h] for h in control_planes]
+    assert touched_in_waves(events(result), ("reboot",)) == [[h] for h in control_planes]
     assert_health_only_while_nothing_is_cordoned(result)
 
 
 def test_a_change_talos_refuses_live_falls_back_to_a_drained_reboot_a_batch_at_a_time(steps: Steps) -> None:
-    """The plan classified it live (its reboot hash did not move), but a 1.13 node refuses it in
-    no-reboot mode before changing anything: staged, drained and rebooted. The batch's workers
-    reboot together."""
+    """The plan classified it live (only its live hash moved), but a 1.13 node refuses it in try
+    and no-reboot mode before changing anything: staged, drained and rebooted. The batch's workers
+    are drained together, then each is staged and rebooted."""
     roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], REBOOT_CHANGE)}
-    result = roll(steps, roles, configured())
-    assert result.code == 0, result.stderr
     workers = sorted(h for h in IP if ROLE[h] == "worker")
-    assert node_calls(result, "apply-config", "--mode=no-reboot") == workers
-    assert touched_in_waves(result, ("reboot",)) == [[workers[0]], *expected_waves(workers[1:], 2)]
+    result = roll(steps, roles, configured(), config_env(live=moved(workers)))
+    assert result.code == 0, result.stderr
+    assert node_calls(result, "apply-config", "--mode=try") == workers[:1]
+    assert node_calls(result, "apply-config", "--mode=no-reboot") == workers[1:]
+    assert touched_in_waves(events(result), ("reboot",)) == [[workers[0]], *expected_waves(workers[1:], 2)]
     batch = expected_waves(workers[1:], 2)[0]
     order = events(result)
-    assert max(order.index(("drain", h)) for h in batch) < min(order.index(("reboot", h)) for h in batch)
-    assert all(active(result.state, h) == running(roles, h) for h in workers)
+    assert max(order.index(("drain", h)) for h in batch) < min(order.index(("apply staged", h)) for h in batch)
+    assert all(order.index(("apply staged", h)) < order.index(("reboot", h)) for h in batch)
+    assert all(active(result.state, h) == running(roles, h) and settled(result.state, h) for h in workers)
     assert result.state["cordoned"] == []
 
 
-def test_on_talos_1_14_the_same_change_applies_live(steps: Steps) -> None:
-    """1.14 has no live-or-reboot check: only the plan's reboot hash sends a node to a reboot."""
+def test_a_failure_inside_a_batch_never_leaves_a_node_staged_without_its_reboot(steps: Steps) -> None:
+    """worker-3's staged apply fails while worker-2, its batch mate, goes through: worker-2 is
+    rebooted into its config, worker-3 keeps its old one, and no node waits with a staged config
+    that any later reboot (a crash, an upgrade) would boot undrained."""
     roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], REBOOT_CHANGE)}
-    result = roll(steps, roles, configured(version="v1.14.1"))
+    workers = sorted(h for h in IP if ROLE[h] == "worker")
+    env = config_env(reboot=moved(workers, "3" * 12))
+    state = configured(fail=[f"apply-config --mode=staged@{IP['worker-3']}"])
+    result = roll(steps, roles, state, env)
+    assert result.code == 1
+    assert expected_waves(workers[1:], 2)[0] == ["worker-2", "worker-3"]
+    assert active(result.state, "worker-2") == running(roles, "worker-2")
+    assert active(result.state, "worker-3") == active(state, "worker-3")
+    assert all(settled(result.state, h) for h in IP)
+    assert result.state["cordoned"] == []
+    assert not [h for _, h in events(result) if h == "worker-4"]
+
+
+def test_on_talos_1_14_the_same_change_applies_live(steps: Steps) -> None:
+    """1.14 has no live-or-reboot check: only the plan's hashes send a node to a reboot."""
+    roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], REBOOT_CHANGE)}
+    workers = sorted(h for h in IP if ROLE[h] == "worker")
+    result = roll(steps, roles, configured(version="v1.14.1"), config_env(live=moved(workers)))
     assert result.code == 0, result.stderr
     assert not result.state.get("reboots")
-    assert all(active(result.state, h) == running(roles, h) for h in IP if ROLE[h] == "worker")
+    assert all(active(result.state, h) == running(roles, h) and settled(result.state, h) for h in workers)
 
 
-@pytest.mark.parametrize("change", ["nothing", "added", "policy"])
+@pytest.mark.parametrize("change", ["nothing", "added", "policy", "old-record"])
 def test_a_config_rollout_with_nothing_changed_on_existing_nodes_runs_nothing(steps: Steps, change: str) -> None:
+    """Also for a record from before `recheck` existed: it counts as 0."""
     old_nodes = CLUSTER[:-1] if change == "added" else CLUSTER
     env = updating(
         steps,
@@ -470,21 +634,64 @@ def test_a_config_rollout_with_nothing_changed_on_existing_nodes_runs_nothing(st
         "record-config",
         config_stdin(hosts=[h for h, _, _ in old_nodes]),
     )
+    if change == "old-record":
+        record = json.loads(env["PULUMI_COMMAND_STDOUT"])
+        del record["recheck"]
+        env = {**env, "PULUMI_COMMAND_STDOUT": json.dumps(record), "TALOS_FLEET_RECHECK": "0"}
     result = steps.run("roll-config", env, configured(), tools=(), stdin=config_stdin())
     assert result.code == 0, result.stderr
     assert result.calls == []
 
 
-def test_a_changed_secret_in_a_role_config_rolls_although_the_plan_hashes_did_not_move(steps: Steps) -> None:
+def test_a_changed_secret_that_the_plan_hashes_cannot_see_rolls_by_reboot(steps: Steps) -> None:
+    """The fingerprint moved, neither plan hash did: the change may sit in a reboot setting."""
     roles = {role: text.replace("FAKE-secretbox-key", "FAKE-rotated-key") for role, text in ROLE_CONFIGS.items()}
     result = roll(steps, roles, configured())
     assert result.code == 0, result.stderr
-    assert sorted(node_calls(result, "apply-config", "--mode=no-reboot")) == sorted(IP)
+    assert node_calls(result, "apply-config", "--mode=no-reboot") == []
+    assert node_calls(result, "apply-config", "--mode=try") == []
+    assert touched_in_waves(events(result), ("reboot",)) == expected_waves(IP, 2)
+    assert all(r["cordoned"] for r in result.state["reboots"])
+    assert all(active(result.state, h) == running(roles, h) for h in IP)
+
+
+def test_a_recorded_node_that_never_joined_kubernetes_does_not_block_the_config_rollout(steps: Steps) -> None:
+    roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+    state = configured()
+    state["nodes"][IP["worker-4"]].update(no_kubernetes=True, down=True)
+    result = roll(steps, roles, state, config_env(live=moved(IP)))
+    assert result.code == 0, result.stderr
+    assert "worker-4 is not a Kubernetes node" in result.stderr
+    assert not [c for c in result.calls if IP["worker-4"] in c["args"]]
+    assert all(active(result.state, h) == running(roles, h) for h in IP if h != "worker-4")
+
+
+def test_a_revert_after_a_failed_config_rollout_needs_a_recheck_and_reboots_the_rolled_nodes(steps: Steps) -> None:
+    """A live change rolled to cp-1 and cp-2, then failed at cp-3. The operator reverts the stack:
+    the inputs equal the kept record's, so Pulumi runs nothing, and the record alone shows no
+    change. A new recheck value asks every node: the two that run the new config go back by
+    reboot, the others are skipped by their dry-run."""
+    roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+    update = updating(steps, config_env(), config_env(live=moved(IP)), "record-config", config_stdin())
+    state = configured(fail=[f"apply-config@{IP['cp-3']}"])
+    first = steps.run("roll-config", update, state, stdin=config_stdin(roles))
+    assert first.code == 1
+    rolled = sorted(h for h in IP if active(first.state, h) != active(state, h))
+    assert rolled == ["cp-1", "cp-2"]
+    reverted = {**first.state, "fail": []}
+    revert = updating(steps, config_env(), config_env(), "record-config", config_stdin())
+    assert steps.run("roll-config", revert, reverted, tools=(), stdin=config_stdin()).calls == []
+    result = steps.run("roll-config", {**revert, "TALOS_FLEET_RECHECK": "1"}, reverted, stdin=config_stdin())
+    assert result.code == 0, result.stderr
+    assert touched_in_waves(events(result), ("reboot",)) == [[h] for h in rolled]
+    assert node_calls(result, "apply-config", "--mode=try") == []
+    assert all(active(result.state, h) == active(state, h) and settled(result.state, h) for h in IP)
+    assert result.record()["recheck"] == "1"
 
 
 def test_configs_reach_talosctl_only_in_private_files_removed_afterwards(steps: Steps, tmp_path: Path) -> None:
     roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
-    result = roll(steps, roles, configured())
+    result = roll(steps, roles, configured(), config_env(live=moved(IP)))
     assert result.code == 0, result.stderr
     applies = [c for c in result.calls if "apply-config" in c["args"]]
     assert applies
@@ -566,15 +773,19 @@ def hostnames(count: int) -> list[str]:
 
 
 def test_records_of_5000_nodes_with_63_character_hostnames_fit_one_environment_string() -> None:
+    """Each node's own patches (hostname, addresses: live settings) make its fingerprint and live
+    hash its own; the reboot hash is its role's unless a node patch touches a reboot setting."""
     hosts = hostnames(5000)
     assert {len(h) for h in hosts} == {63}
     limit = 128 * 1024 - len("PULUMI_COMMAND_STDOUT=") - 1  # one string, name, `=` and NUL included
-    ip = "10.0.0.1"
+    ip, rng = "10.0.0.1", random.Random(13)
+    lives = {h: f"{rng.getrandbits(48):012x}" for h in hosts}
     config = day2.Env(
         {
-            f"TALOS_FLEET_CONFIG_{h}": compact({"ip": ip, "live": "1" * 12, "reboot": "2" * 12, "role": "worker"})
+            f"TALOS_FLEET_CONFIG_{h}": compact({"ip": ip, "live": lives[h], "reboot": "2" * 12, "role": "worker"})
             for h in hosts
         }
+        | {"TALOS_FLEET_RECHECK": "12"}
     )
     inputs = day2.ConfigInputs.parse(config_stdin(hosts=hosts))
     record = json.dumps(day2.config_record(config, inputs), sort_keys=True)
@@ -582,11 +793,16 @@ def test_records_of_5000_nodes_with_63_character_hostnames_fit_one_environment_s
     targets = {f"TALOS_FLEET_TARGET_{h}": compact({"arch": "amd64", "ip": ip, "role": "worker"}) for h in hosts}
     upgrade = day2.Env({**targets, **upgrade_env([])})
     assert len(json.dumps(day2.upgrade_record(upgrade), sort_keys=True).encode()) <= limit
-    # And what the next update reads back is every node's fingerprint and reboot hash.
-    table = day2.config_table(day2.Env({"PULUMI_COMMAND_STDOUT": record}).previous()["config"])  # type: ignore[index]
+    # And what the next update reads back is every node's fingerprint, live and reboot hash.
+    previous = day2.Env({"PULUMI_COMMAND_STDOUT": record}).previous()
+    assert previous is not None
+    assert previous["recheck"] == "12"
+    table = day2.config_table(previous["config"])
     assert table is not None
     assert sorted(table) == sorted(hosts)
-    assert {r for _, r in table.values()} == {"2" * 12}
+    assert {r.reboot for r in table.values()} == {"2" * 12}
+    assert all(lives[h].startswith(table[h].live) for h in hosts)
+    assert all(table[h].fingerprint == inputs.fingerprint(day2.Target(h, ip, "worker")) for h in hosts[:50])
 
 
 def test_a_record_that_would_not_fit_is_refused_before_anything_is_touched(steps: Steps) -> None:
@@ -621,6 +837,8 @@ def test_a_record_that_would_not_fit_is_refused_before_anything_is_touched(steps
         ("v1.13.10", "auto", REBOOT_CHANGE, "rebooted"),
         ("v1.13.10", "reboot", LIVE_CHANGE, "rebooted"),
         ("v1.13.10", "staged", LIVE_CHANGE, "staged"),
+        ("v1.13.10", "try", LIVE_CHANGE, "tried"),
+        ("v1.14.1", "try", REBOOT_CHANGE, "tried"),
         ("v1.14.1", "no-reboot", REBOOT_CHANGE, "live"),
         ("v1.14.1", "auto", REBOOT_CHANGE, "live"),
         ("v1.14.1", "reboot", LIVE_CHANGE, "refused"),
@@ -654,8 +872,10 @@ def test_the_fake_applies_configs_as_talos_does(
         "live": {"v1alpha1": new, "persistent": new},
         "staged": {"v1alpha1": old, "persistent": new},
         "rebooted": {"v1alpha1": new},
+        "tried": {"v1alpha1": new},
     }[outcome]
     assert node["config"] == expected
+    assert node.get("rollback") == (old if outcome == "tried" else None)
     assert bool(state.get("reboots")) == (outcome == "rebooted")
     capsys.readouterr()
     if outcome == "staged":
@@ -667,3 +887,44 @@ def test_the_fake_applies_configs_as_talos_does(
         assert node["config"] == {"v1alpha1": new}
     fake._apply_config([*args, "--dry-run"], node, state)
     assert capsys.readouterr().err.rstrip().endswith("Config diff:\n\nNo changes.")
+
+
+@pytest.mark.parametrize("then", ["expires", "dry-run", "no-reboot", "reboot", "try-again"])
+def test_the_fake_keeps_a_try_pending_until_its_timeout_another_apply_or_a_reboot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], then: str
+) -> None:
+    """TRY sets the active config only and arms a rollback to the one active before; every other
+    mode, dry-runs included, cancels it; a reboot boots the config on disk; a second try re-arms
+    the rollback with the config active then (siderolabs/talos v1.13.9 v1alpha1_server.go
+    ApplyConfiguration, v1alpha1_runtime.go RollbackToConfigAfter)."""
+    base = ROLE_CONFIGS["worker"]
+    old, new = fake.encode(fake.render(base, [])), fake.encode(fake.render(base, [LIVE_CHANGE]))
+    third = fake.encode(fake.render(base, [LIVE_CHANGE, "machine:\n  nodeLabels:\n    third: 'yes'\n"]))
+    (tmp_path / "config.yaml").write_text(base)
+    (tmp_path / "patch.yaml").write_text(LIVE_CHANGE)
+    (tmp_path / "third.yaml").write_text("machine:\n  nodeLabels:\n    third: 'yes'\n")
+    files = [f"--file={tmp_path / 'config.yaml'}", f"--config-patch=@{tmp_path / 'patch.yaml'}"]
+    node = {"hostname": "worker-1", "version": "v1.13.10", "config": {"v1alpha1": old}}
+    state: dict[str, Any] = {"nodes": {"10.17.3.21": node}}
+    fake._apply_config([*files, "--mode=try", "--timeout=20m"], node, state)
+    assert (node["config"], node["rollback_after"]) == ({"v1alpha1": new}, "20m")
+    if then == "expires":
+        fake.expire_rollbacks(state)
+        assert node["config"] == {"v1alpha1": old}
+    elif then == "dry-run":
+        fake._apply_config([*files, "--dry-run"], node, state)
+        fake.expire_rollbacks(state)
+        assert node["config"] == {"v1alpha1": new}  # cancelled, yet nothing on disk
+    elif then == "no-reboot":
+        fake._apply_config([*files, "--mode=no-reboot"], node, state)
+        fake.expire_rollbacks(state)
+        assert node["config"] == {"v1alpha1": new, "persistent": new}
+    elif then == "reboot":
+        fake._boot(node, state)
+        assert node["config"] == {"v1alpha1": old}
+    else:
+        fake._apply_config([*files, f"--config-patch=@{tmp_path / 'third.yaml'}", "--mode=try"], node, state)
+        assert (node["config"], node["rollback_after"]) == ({"v1alpha1": third}, "1m0s")  # talosctl's default
+        fake.expire_rollbacks(state)
+        assert node["config"] == {"v1alpha1": new}
+    capsys.readouterr()

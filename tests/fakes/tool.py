@@ -10,8 +10,9 @@ must check: the arguments, and the credential files the tool was given (their mo
 they were private at the time).
 
 Day-2 rollouts add: `apply-config` (a config file plus patches, every mode, dry-run) against the
-node's MachineConfigs, with Talos 1.13's live-or-reboot rule and 1.14's absence of it; `reboot`,
-after which a staged config is the active one; nodes that go NotReady when their active config
+node's MachineConfigs, with Talos 1.13's live-or-reboot rule and 1.14's absence of it, and try
+mode's pending rollback (`expire_rollbacks` lets its timeout pass); `reboot`, after which a staged
+config is the active one; nodes that go NotReady when their active config
 holds a marker (`not_ready_marker`), to fail a health check after a given apply; calls that take
 a while (`slow`: seconds per verb), to show what runs at the same time. Calls may run in parallel
 (make status, a rollout's worker batch, concurrent removals): each one's read, change and write of
@@ -94,9 +95,7 @@ def main() -> int:
         # Waiting happens outside the lock: other calls go on meanwhile, as on real machines.
         _wait(tool, verb, args)
         with _locked_state() as state:
-            # A verb fails everywhere, or `verb@address` on one node only.
-            failing = state.get("fail", [])
-            if verb in failing or (tool == "talosctl" and f"{verb}@{_flag(args, 'nodes')}" in failing):
+            if _failing(tool, verb, args, state.get("fail", [])):
                 raise RefusedError(f"fake {tool}: {verb} failed")
             out = _kubectl(verb, args, state) if tool == "kubectl" else _talosctl(verb, args, state)
     except RefusedError as refused:
@@ -105,6 +104,21 @@ def main() -> int:
     if out:
         print(out)
     return 0
+
+
+def _failing(tool: str, verb: str, args: list[str], failing: list[str]) -> bool:
+    """A test's failure: `verb` everywhere, `verb@address` on one node only, `verb ARG@address`
+    only when the call also has the argument ARG (e.g. `apply-config --mode=staged@10.0.0.1`)."""
+    if verb in failing:
+        return True
+    if tool != "talosctl":
+        return False
+    for entry in failing:
+        words, _, address = entry.rpartition("@")
+        wanted, *needed = words.split(" ")
+        if wanted == verb and address == _flag(args, "nodes") and all(n in args for n in needed):
+            return True
+    return False
 
 
 @contextmanager
@@ -589,11 +603,16 @@ def _apply_config(args: list[str], node: dict[str, Any], state: dict[str, Any]) 
     `no-reboot` and `try` refuse a change CanApplyImmediate rejects, before anything changes, also
     in a dry-run; `auto` becomes a reboot then; a dry-run answers the mode it would use and a diff
     against the ACTIVE config (generateDiff: "No changes." for none). Then `try` sets the active
-    config only (its rollback timer is not modelled), `no-reboot` the persistent and the active
-    one, `staged` the persistent one (read at the next boot), `reboot` the persistent one and
-    reboots without draining. Talos 1.14 (siderolabs/talos v1.14.0-rc.1, same file): no
-    CanApplyImmediate, `auto` is always `no-reboot`, and `reboot` is refused as Unimplemented.
-    Talosctl 1.14 no longer offers `--mode=reboot` (helpers/mode.go at that tag)."""
+    config only and arms a rollback to the config active before it (RollbackToConfigAfter in
+    internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go, after `--timeout`); the fake
+    keeps it pending (`rollback`) until `expire_rollbacks` or a reboot. Every mode but `try`,
+    dry-runs and refused calls included, first cancels a pending rollback
+    (CancelConfigRollbackTimeout, before the config is even parsed). `no-reboot` sets the
+    persistent and the active one, `staged` the persistent one (read at the next boot), `reboot`
+    the persistent one and reboots without draining. Talos 1.14 (siderolabs/talos v1.14.0-rc.1,
+    same files): no CanApplyImmediate, `auto` is always `no-reboot`, `reboot` is refused as
+    Unimplemented, try and its rollback unchanged. Talosctl 1.14 no longer offers `--mode=reboot`
+    (helpers/mode.go at that tag)."""
     mode = _flag(args, "mode", "auto") or "auto"
     modes = ["auto", "no-reboot", "staged", "try"]
     if _minor(state.get("client", "v1.13.10")) < (1, 14):
@@ -611,6 +630,10 @@ def _apply_config(args: list[str], node: dict[str, Any], state: dict[str, Any]) 
     configs = node.setdefault("config", {})
     active = _documents(configs["v1alpha1"]) if "v1alpha1" in configs else None
 
+    if mode != "try":
+        node.pop("rollback", None)
+        node.pop("rollback_after", None)
+
     def refused(code: str, desc: str) -> RefusedError:
         return RefusedError(f"error applying the configuration: rpc error: code = {code} desc = {desc}")
 
@@ -625,11 +648,16 @@ def _apply_config(args: list[str], node: dict[str, Any], state: dict[str, Any]) 
         immediate = _immediate(_v1alpha1(active) if active is not None else None, new)
     before = encode(active) if active is not None else ""
     after = encode(documents)
+    # talosctl's `--timeout`, the try-mode rollback delay, default one minute (TALOS
+    # pkg/machinery/constants/constants.go ConfigTryTimeout).
+    timeout = _flag(args, "timeout", "1m0s") or "1m0s"
     if mode in ("try", "no-reboot"):
         if not immediate:
             diff = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True)))
             raise refused("InvalidArgument", f"this config change can't be applied in immediate mode\ndiff:\n{diff}")
         details = "Config applied, no reboot"
+        if mode == "try":
+            details += f"\nin try mode: rolled back after {timeout}"
     elif mode == "staged":
         details = "Config staged for the next reboot"
     else:
@@ -640,6 +668,9 @@ def _apply_config(args: list[str], node: dict[str, Any], state: dict[str, Any]) 
         print(f"Dry run:\n{details} (not done).\nConfig diff:\n\n{diff}", file=sys.stderr)
         return ""
     node.setdefault("applied", []).append(mode)
+    if mode == "try":
+        # A second try re-arms the timer with the config active now: the first try's.
+        node["rollback"], node["rollback_after"] = configs.get("v1alpha1", ""), timeout
     if mode in ("try", "no-reboot"):
         configs["v1alpha1"] = after
     if mode in ("no-reboot", "staged", "reboot"):
@@ -657,12 +688,29 @@ def _boot(node: dict[str, Any], state: dict[str, Any]) -> None:
     guard). Nothing drains: the Reboot sequence has no CordonAndDrainNode phase
     (internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_sequencer.go Reboot)."""
     configs = node.setdefault("config", {})
+    # A try's rollback timer lives in machined's memory: gone. What boots is the config on disk:
+    # the persistent one, or, when nothing was persisted since the last boot, the one active
+    # before the try (the fake keeps no disk apart).
+    rollback = node.pop("rollback", None)
+    node.pop("rollback_after", None)
     if "persistent" in configs:
         configs["v1alpha1"] = configs.pop("persistent")
+    elif rollback is not None:
+        configs["v1alpha1"] = rollback
     state.setdefault("reboots", []).append(
         {"host": node["hostname"], "cordoned": node["hostname"] in state.get("cordoned", [])}
     )
     node["rebooting"] = state.get("reboot_calls", 0)
+
+
+def expire_rollbacks(state: dict[str, Any]) -> None:
+    """A test's clock: every pending try-mode rollback's timeout has passed, so each such node runs
+    the config it ran before the try again (v1alpha1_runtime.go RollbackToConfigAfter: SetConfig of
+    the config captured at the try; the persistent one is untouched)."""
+    for node in state["nodes"].values():
+        if "rollback" in node:
+            node.setdefault("config", {})["v1alpha1"] = node.pop("rollback")
+            node.pop("rollback_after", None)
 
 
 def _reboot(
@@ -705,6 +753,8 @@ def _reset(args: list[str], node: dict[str, Any], state: dict[str, Any]) -> str:
         if node.get("role") == "controlplane":
             state["etcd_members"] = state.get("etcd_members", 3) - 1
     node["reset"] = {"graceful": graceful, "reboot": _flag(args, "reboot", "false") == "true"}
+    # Without --reboot the machine powers off: nothing answers there any more.
+    node["down"] = not node["reset"]["reboot"]
     return ""
 
 
