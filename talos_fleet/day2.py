@@ -106,6 +106,11 @@ TRY_MARGIN_MINUTES = 5
 # InvalidArgument by internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go
 # ApplyConfiguration). Talos 1.14 never answers it (v1.14.0-rc.1: same server file).
 NOT_IMMEDIATE = "can't be applied in immediate mode"
+# The annotation a step puts on a Node before it cordons it, the cluster's name as value: only
+# a cordoned node carrying it is talos-fleet's to uncordon; one cordoned by hand stays cordoned.
+# A qualified name with a DNS prefix, as the API server requires of annotation keys
+# (kubernetes/apimachinery v0.36.3 pkg/api/validation/objectmeta.go ValidateAnnotations).
+CORDON_MARK = "talos-fleet.dev/cordoned"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -544,22 +549,43 @@ def _check_talosctl_client(tools: Tools, target: versions.Version) -> None:
 
 @contextmanager
 def _out_of_service(tools: Tools, env: Env, hosts: Sequence[str]) -> Iterator[None]:
-    """The wave's nodes cordoned, then drained together (none takes pods evicted from another),
-    schedulable again after, also when the step stops inside for any reason (a failure, Ctrl-C,
-    a bug): a node left cordoned would fail every later health check, so no retry could pass its
-    first check."""
+    """The wave's nodes marked and cordoned, then drained together (none takes pods evicted from
+    another), schedulable and unmarked again after, also when the step stops inside for any reason
+    (a failure, Ctrl-C, a bug): a node left cordoned would fail every later health check, so no
+    retry could pass its first check. One this cannot put back keeps its mark, so the next step's
+    `_uncordon_leftovers` does."""
     try:
         for host in hosts:
-            tools.kubectl("cordon", host)
+            _take_out(tools, host, env.get("CLUSTER"))
         each(hosts, lambda h: _drain(tools, env, h))
         yield
     except BaseException:
         for host in hosts:
-            if tools.kubectl("uncordon", host, check=False).returncode != 0:
-                log(f"{host} may still be cordoned: `kubectl uncordon {host}` failed")
+            _put_back(tools, host, check=False)
         raise
     for host in hosts:
-        tools.kubectl("uncordon", host)
+        _put_back(tools, host)
+
+
+def _take_out(tools: Tools, host: str, cluster: str) -> None:
+    """The mark first, then the cordon: a step stopped between the two leaves a schedulable node
+    with a stale mark, which `_uncordon_leftovers` only removes; never a node cordoned without it,
+    which would read as cordoned by hand. `--overwrite` because a mark left by a stopped run may
+    already be there, and annotate refuses to change an existing value without it
+    (kubernetes/kubectl v0.36.3 pkg/cmd/annotate/annotate.go validateNoAnnotationOverwrites)."""
+    tools.kubectl("annotate", "node", host, f"{CORDON_MARK}={cluster}", "--overwrite")
+    tools.kubectl("cordon", host)
+
+
+def _put_back(tools: Tools, host: str, check: bool = True) -> None:
+    """Uncordoned first, unmarked after: the mark outlives the cordon, so a failure in between
+    leaves a node the next step recognises as its own. `KEY-` removes an annotation, and removing
+    one that is not there is no error (kubernetes/kubectl v0.36.3 pkg/cmd/util/helpers.go
+    ParsePairs, pkg/cmd/annotate/annotate.go updateAnnotations)."""
+    if tools.kubectl("uncordon", host, check=check).returncode != 0:
+        log(f"{host} may still be cordoned: `kubectl uncordon {host}` failed (the next run uncordons it)")
+    elif tools.kubectl("annotate", "node", host, f"{CORDON_MARK}-", check=check).returncode != 0:
+        log(f"{host}: removing its {CORDON_MARK} annotation failed (the next run removes it)")
 
 
 def _drain(tools: Tools, env: Env, host: str) -> None:
@@ -576,21 +602,35 @@ def _drain(tools: Tools, env: Env, host: str) -> None:
     )
 
 
-def kubernetes_nodes(tools: Tools) -> dict[str, bool]:
-    """Every Kubernetes Node of the cluster by name, and whether it is cordoned: one listing,
-    `unschedulable` set only while cordoned (kubernetes/api v0.36.3 core/v1/types.go NodeSpec;
+class Listed(NamedTuple):
+    """A Kubernetes Node as a step sees it: cordoned (`spec.unschedulable`), and whether it carries
+    talos-fleet's mark (CORDON_MARK)."""
+
+    cordoned: bool
+    marked: bool
+
+
+def kubernetes_nodes(tools: Tools) -> dict[str, Listed]:
+    """Every Kubernetes Node of the cluster by name: one listing, `unschedulable` set only while
+    cordoned (kubernetes/api v0.36.3 core/v1/types.go NodeSpec), annotations left out when there
+    are none (kubernetes/apimachinery v0.36.3 pkg/apis/meta/v1/types.go ObjectMeta, omitempty;
     `kubectl get nodes` prints a List: kubernetes/kubectl v0.36.3 pkg/cmd/get/get.go
     printGeneric). A Kubernetes API that does not answer stops the step."""
     listing = json.loads(tools.kubectl("get", "nodes", "--output", "json").stdout or "{}")
     items = listing.get("items", [listing]) if isinstance(listing, dict) else []
     found = {}
     for item in items:
-        if isinstance(item, dict) and (item.get("metadata") or {}).get("name"):
-            found[str(item["metadata"]["name"])] = bool((item.get("spec") or {}).get("unschedulable"))
+        metadata = (item.get("metadata") or {}) if isinstance(item, dict) else {}
+        if metadata.get("name"):
+            annotations = metadata.get("annotations") or {}
+            found[str(metadata["name"])] = Listed(
+                bool((item.get("spec") or {}).get("unschedulable")),
+                isinstance(annotations, dict) and CORDON_MARK in annotations,
+            )
     return found
 
 
-def _installed(listing: Mapping[str, bool], hosts: Iterable[str], cluster: str) -> list[str]:
+def _installed(listing: Mapping[str, Listed], hosts: Iterable[str], cluster: str) -> list[str]:
     """The nodes among `hosts` that joined Kubernetes. One recorded but never installed (its
     apply failed, e.g. an added node that never came up) is left to its ConfigurationApply, which
     runs after the rollouts; asking it would stop every rollout for good."""
@@ -603,15 +643,25 @@ def _installed(listing: Mapping[str, bool], hosts: Iterable[str], cluster: str) 
     return kept
 
 
-def _uncordon_leftovers(tools: Tools, listing: Mapping[str, bool], hosts: Iterable[str]) -> None:
-    """Any node of the rollout that a stopped earlier run left cordoned (killed in any wave, also
-    after its node reached the target): schedulable again, or the first health check could never
-    pass. A node cordoned by hand is uncordoned too: the health check counts it unschedulable
-    (siderolabs/talos v1.13.9 pkg/cluster/check/default.go), so no rollout could pass it anyway."""
-    for host in sorted(hosts):
-        if listing.get(host):
-            log(f"{host} is cordoned (left so by an earlier run?): uncordoning it")
-            tools.kubectl("uncordon", host)
+def _uncordon_leftovers(tools: Tools, listing: Mapping[str, Listed]) -> None:
+    """Every node a stopped earlier step left cordoned (a rollout killed in any wave, also after
+    its node reached the target; a removal killed before its reset): schedulable again, or the
+    first health check could never pass. Only nodes with talos-fleet's mark: one cordoned by hand
+    (maintenance) is left as it is, and the health check, which counts it unschedulable
+    (siderolabs/talos v1.13.9 pkg/cluster/check/default.go), stops the step before it touches a
+    node. A mark on a schedulable node (a step stopped between mark and cordon, or between uncordon
+    and unmark) is removed, so it cannot later claim a cordon made by hand."""
+    for host, node in sorted(listing.items()):
+        if node.cordoned and node.marked:
+            log(f"{host} was left cordoned by an earlier talos-fleet run: uncordoning it")
+            _put_back(tools, host)
+        elif node.marked:
+            tools.kubectl("annotate", "node", host, f"{CORDON_MARK}-")
+        elif node.cordoned:
+            log(
+                f"{host} is cordoned, not by talos-fleet: the health check will fail until you uncordon it",
+                always=True,
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,8 +713,11 @@ def remove_node(env: Env, stdin: str) -> dict[str, str]:
         if reachable and not env.flag("FORCE_REMOVE"):
             # Removals run one after another (the lock), the next right after the last one's
             # reset: none starts on a cluster that has not recovered. When the node itself is the
-            # endpoint (the first control plane, removed last), it answers for the cluster.
+            # endpoint (the first control plane, removed last), it answers for the cluster. A
+            # removal stopped before its reset left its node cordoned with the mark: uncordoned
+            # first, or the check could never pass again.
             try:
+                _uncordon_leftovers(tools, kubernetes_nodes(tools))
                 _healthy(tools, env)
             except StepError as error:
                 raise StepError(
@@ -673,13 +726,12 @@ def remove_node(env: Env, stdin: str) -> dict[str, str]:
                 ) from None
         if reachable:
             graceful = role != "controlplane" or _etcd_members(tools, node) > 1
-            with _cordoned_until_reset(tools, host):
+            with _cordoned_until_reset(tools, host, env.get("CLUSTER")):
                 # kubectl drains: it honours PodDisruptionBudgets within the policy's timeout
                 # and fails the step. The graceful reset's own drain then finds nothing to evict:
                 # it is best effort (5 minutes, failures only logged, the reset goes on:
                 # siderolabs/talos v1.13.9 internal/app/machined/pkg/runtime/v1alpha1/
                 # v1alpha1_sequencer.go Reset, pkg/kubernetes/kubernetes.go Drain).
-                tools.kubectl("cordon", host)
                 _drain(tools, env, host)
             # Graceful: the node leaves etcd first. The last member has no one to leave to.
             tools.talosctl(node, "reset", f"--graceful={str(graceful).lower()}", "--reboot=false", "--wait")
@@ -689,13 +741,15 @@ def remove_node(env: Env, stdin: str) -> dict[str, str]:
 
 
 @contextmanager
-def _cordoned_until_reset(tools: Tools, host: str) -> Iterator[None]:
-    """A drain that fails (or a step stopped inside) leaves the node in the cluster, so
-    schedulable again."""
+def _cordoned_until_reset(tools: Tools, host: str, cluster: str) -> Iterator[None]:
+    """The node marked and cordoned; a drain that fails (or a step stopped inside) leaves it in the
+    cluster, so schedulable and unmarked again. After a successful drain it stays cordoned: the
+    reset and the Node's deletion follow, and the mark goes with the Node."""
     try:
+        _take_out(tools, host, cluster)
         yield
     except BaseException:
-        tools.kubectl("uncordon", host, check=False)
+        _put_back(tools, host, check=False)
         raise
 
 
@@ -835,7 +889,7 @@ def upgrade_rollout(env: Env, stdin: str) -> dict[str, Any]:
         ]
         if problems:
             raise StepError("refused before any node is touched:\n" + "\n".join(f"  - {p}" for p in problems))
-        _uncordon_leftovers(tools, listing, existing)
+        _uncordon_leftovers(tools, listing)
         if not todo:
             log(f"cluster {cluster}: every existing node already runs Talos {target} with its schematic")
             return record
@@ -1019,7 +1073,7 @@ def roll_config(env: Env, stdin: str) -> dict[str, Any]:
         listing = kubernetes_nodes(tools)
         existing = _installed(listing, existing, cluster)
         changed &= set(existing)
-        _uncordon_leftovers(tools, listing, existing)
+        _uncordon_leftovers(tools, listing)
         if not changed:
             log(f"cluster {cluster}: no installed node's config changed: nothing to roll out")
             return record

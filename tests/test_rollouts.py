@@ -22,7 +22,20 @@ from hypothesis import strategies as st
 
 from talos_fleet import day2
 from tests.fakes import tool as fake
-from tests.test_day2 import CA_B64, CREDENTIALS, NEW_SCHEMATIC, OLD_SCHEMATIC, Result, Steps, installer, leftovers
+from tests.test_day2 import (
+    CA_B64,
+    CREDENTIALS,
+    MARK,
+    NEW_SCHEMATIC,
+    OLD_SCHEMATIC,
+    Result,
+    Steps,
+    cordon_story,
+    cordoned_by_a_stopped_run,
+    installer,
+    leftovers,
+    marked,
+)
 
 CONTROL_PLANE = "controlplane"
 CLUSTER = (
@@ -117,6 +130,18 @@ def assert_health_only_while_nothing_is_cordoned(result: Result) -> None:
             assert cordoned == set(), events(result)
 
 
+def assert_every_check_sees_no_mark(result: Result) -> None:
+    """Each wave's nodes are unmarked again before the health check that ends the wave: a mark
+    outliving its wave could later claim a cordon made by hand."""
+    carrying: set[str] = set()
+    for call in result.calls:
+        args = call["args"]
+        if call["tool"] == "kubectl" and args[0] == "annotate":
+            (carrying.discard if f"{MARK}-" in args else carrying.add)(args[2])
+        elif call["tool"] == "talosctl" and "health" in args:
+            assert carrying == set(), (carrying, result.argv())
+
+
 def touched_in_waves(happened: list[tuple[str, str]], touch: tuple[str, ...]) -> list[list[str]]:
     """The nodes `touch` events reached between two health checks, wave by wave (in hostname
     order: a batch's nodes run at the same time)."""
@@ -181,6 +206,12 @@ def test_an_upgrade_walks_the_waves_one_after_another_health_gated(steps: Steps)
     assert all("--drain=false" in c["args"] for c in result.calls if "upgrade" in c["args"])
     assert {n["version"] for n in result.state["nodes"].values()} == {"v1.13.11"}
     assert result.state["cordoned"] == []
+    # Each node marked as talos-fleet's before its cordon, unmarked after its uncordon, before
+    # the wave's health check.
+    for host in IP:
+        assert cordon_story(result.calls, host) == ["mark=homelab", "cordon", "drain", "uncordon", "unmark"], host
+    assert_every_check_sees_no_mark(result)
+    assert marked(result.state) == set()
     # A batch's workers upgrade together: both upgrades start before either is waited for.
     pair = expected_waves(IP, 2)[3]
     starts = [i for i, c in enumerate(result.calls) if "upgrade" in c["args"] and HOST[c["args"][1]] in pair]
@@ -199,8 +230,9 @@ def test_a_failed_upgrade_stops_the_rollout_and_a_rerun_resumes_where_it_stopped
     assert first.code == 1
     versions = {h: first.state["nodes"][IP[h]]["version"] for h in hosts}
     assert (versions["cp-1"], versions["cp-2"], versions["cp-3"]) == ("v1.13.11", "v1.13.11", "v1.13.10")
-    # The failed wave's node is schedulable again; the workers were never touched.
+    # The failed wave's node is schedulable and unmarked again; the workers were never touched.
     assert first.state["cordoned"] == []
+    assert marked(first.state) == set()
     assert not [h for _, h in events(first) if h.startswith("worker")]
     # Pulumi kept the old record: the same update runs again.
     again = steps.run("upgrade-rollout", env, {**first.state, "fail": []}, stdin=CREDENTIALS)
@@ -241,25 +273,70 @@ SMALL = (CLUSTER[0], CLUSTER[3], CLUSTER[4])
 
 def test_nodes_at_the_target_are_skipped_and_one_left_cordoned_is_uncordoned_first(steps: Steps) -> None:
     env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
-    state = fleet(SMALL, cordoned=["worker-1"])
+    state = cordoned_by_a_stopped_run(fleet(SMALL), "worker-1")
     state["nodes"][IP["cp-1"]]["version"] = "v1.13.11"
     result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
     assert result.code == 0, result.stderr
     assert sorted(node_calls(result, "upgrade")) == ["worker-1", "worker-2"]
     assert result.index("kubectl uncordon worker-1") < result.index(" health ")
+    assert marked(result.state) == set()
 
 
 def test_a_node_left_cordoned_after_it_reached_the_target_is_uncordoned_before_the_first_check(steps: Steps) -> None:
     """An earlier run killed between a node's upgrade and its uncordon: the node is at the target
-    (nothing to do for it) but cordoned, which fails every health check until it is uncordoned."""
+    (nothing to do for it) but cordoned with talos-fleet's mark, which fails every health check
+    until it is uncordoned."""
     env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
-    state = fleet(SMALL, cordoned=["worker-1"])
+    state = cordoned_by_a_stopped_run(fleet(SMALL), "worker-1")
     state["nodes"][IP["worker-1"]]["version"] = "v1.13.11"
     result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
     assert result.code == 0, result.stderr
     assert result.index("kubectl uncordon worker-1") < result.index(" health ")
+    assert cordon_story(result.calls, "worker-1") == ["uncordon", "unmark"]
     assert sorted(node_calls(result, "upgrade")) == ["cp-1", "worker-2"]
     assert result.state["cordoned"] == []
+    assert marked(result.state) == set()
+
+
+def hand_cordoned_rollout(steps: Steps, rollout: str) -> Result:
+    """A rollout with work on every node, where worker-2 was cordoned by hand (no mark) and
+    worker-1 left cordoned and marked by a killed run."""
+    if rollout == "upgrade":
+        env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+        state = cordoned_by_a_stopped_run(fleet(SMALL, cordoned=["worker-2"]), "worker-1")
+        return steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+    state = cordoned_by_a_stopped_run(configured(cordoned=["worker-2"]), "worker-1")
+    return roll(steps, roles, state, config_env(live=moved(IP)))
+
+
+@pytest.mark.parametrize("rollout", ["upgrade", "config"])
+def test_a_node_cordoned_by_hand_stays_cordoned_and_stops_the_rollout_at_its_first_check(
+    steps: Steps, rollout: str
+) -> None:
+    """Only talos-fleet's own cordon is lifted: worker-1's. worker-2 (maintenance) stays cordoned,
+    the step says why, and the first health check stops the rollout before it touches a node."""
+    result = hand_cordoned_rollout(steps, rollout)
+    assert result.code == 1
+    assert "worker-2 is cordoned, not by talos-fleet: the health check will fail until you uncordon it" in result.stderr
+    assert "not schedulable: [worker-2]" in result.stderr
+    assert result.state["cordoned"] == ["worker-2"]
+    assert cordon_story(result.calls, "worker-2") == []
+    assert cordon_story(result.calls, "worker-1") == ["uncordon", "unmark"]
+    assert result.index("kubectl uncordon worker-1") < result.index(" health ")
+    assert [what for what, _ in events(result) if what != "uncordon"] == ["health"]
+    assert not result.ran("apply-config")
+
+
+def test_a_stale_mark_on_a_schedulable_node_is_removed_and_nothing_else_done_to_it(steps: Steps) -> None:
+    """A run killed between its mark and its cordon (or its uncordon and unmark): the mark goes,
+    so it can never claim a cordon the operator makes later."""
+    env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+    state = fleet(SMALL, "v1.13.11", annotations={"worker-1": {MARK: "homelab", "keep": "me"}})
+    result = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    assert result.code == 0, result.stderr
+    assert cordon_story(result.calls, "worker-1") == ["unmark"]
+    assert result.state["annotations"]["worker-1"] == {"keep": "me"}
 
 
 def test_a_recorded_node_that_never_joined_kubernetes_does_not_block_the_upgrade(steps: Steps) -> None:
@@ -570,10 +647,12 @@ def test_a_change_that_needs_a_reboot_stages_and_reboots_one_control_plane_at_a_
     for host in control_planes:
         mine = [what for what, h in events(result) if h == host]
         assert mine == ["dry-run", "cordon", "drain", "apply staged", "reboot", "dry-run", "uncordon"], mine
+        assert cordon_story(result.calls, host) == ["mark=homelab", "cordon", "drain", "uncordon", "unmark"], host
         assert active(result.state, host) == running(roles, host)
     # One at a time: a health check between one node's uncordon and the next one's drain.
     assert touched_in_waves(events(result), ("reboot",)) == [[h] for h in control_planes]
     assert_health_only_while_nothing_is_cordoned(result)
+    assert_every_check_sees_no_mark(result)
 
 
 def test_a_change_talos_refuses_live_falls_back_to_a_drained_reboot_a_batch_at_a_time(steps: Steps) -> None:

@@ -3,11 +3,11 @@
 State lives in the JSON file named by FAKE_STATE: each node (by address) with its hostname, role,
 Talos version and schematic, and for `make status` its machine configurations (`config`: the
 multi-document YAML text per MachineConfig id), kubelet version, Ready and labels; which Kubernetes
-nodes are cordoned; the etcd member count (or hostnames); which subcommands fail; the talosctl
-client version; the client certificates the cluster CA signed (`minted`: by `gen crt`, or put
-there by a test for the provider's talosconfig). Every call is appended to FAKE_LOG with what a test
-must check: the arguments, and the credential files the tool was given (their modes, and whether
-they were private at the time).
+nodes are cordoned, and each Node's annotations (`annotate`); the etcd member count (or hostnames);
+which subcommands fail; the talosctl client version; the client certificates the cluster CA signed
+(`minted`: by `gen crt`, or put there by a test for the provider's talosconfig). Every call is
+appended to FAKE_LOG with what a test must check: the arguments, and the credential files the tool
+was given (their modes, and whether they were private at the time).
 
 Day-2 rollouts add: `apply-config` (a config file plus patches, every mode, dry-run) against the
 node's MachineConfigs, with Talos 1.13's live-or-reboot rule and 1.14's absence of it, and try
@@ -828,6 +828,8 @@ def _kubectl(verb: str, args: list[str], state: dict[str, Any]) -> str:
     # StandardErrorMessage).
     if verb == "get":
         return _nodes_json(args, state)
+    if verb == "annotate":
+        return _annotate(words[1:], args, state)
     host = words[-1]
     if verb == "delete":
         if host not in _hostnames(state):
@@ -835,6 +837,7 @@ def _kubectl(verb: str, args: list[str], state: dict[str, Any]) -> str:
                 return ""
             raise RefusedError(f'Error from server (NotFound): nodes "{host}" not found')
         state.setdefault("deleted", []).append(host)
+        state.get("annotations", {}).pop(host, None)  # metadata goes with the object
         return f'node "{host}" deleted'
     if host not in _hostnames(state):
         raise RefusedError(f'Error from server (NotFound): nodes "{host}" not found')
@@ -853,12 +856,52 @@ def _kubectl(verb: str, args: list[str], state: dict[str, Any]) -> str:
     raise RefusedError(f"fake kubectl: unknown command {verb!r}")
 
 
+def _annotate(words: list[str], args: list[str], state: dict[str, Any]) -> str:
+    """`kubectl annotate node NAME KEY=VALUE... KEY-...`: resources first, then pairs; `KEY=VALUE`
+    sets, a trailing `-` removes (no error when absent), setting and removing one key at once is
+    refused, and changing an existing value needs `--overwrite`; printed by the name printer as
+    `node/<name> annotated` (KUBECTL pkg/cmd/annotate/annotate.go ToOptions, validateAnnotations,
+    validateNoAnnotationOverwrites, updateAnnotations; pkg/cmd/util/helpers.go
+    GetResourcesAndPairs, ParsePairs; kubernetes/cli-runtime v0.36.2 pkg/printers/name.go). The
+    state keeps them as `annotations`: {host: {key: value}}."""
+
+    def setting(word: str) -> bool:
+        return "=" in word and word[0] != "="
+
+    def pair(word: str) -> bool:
+        return setting(word) or (word.endswith("-") and word != "-")
+
+    first = next((i for i, w in enumerate(words) if pair(w)), len(words))
+    resources, pairs = words[:first], words[first:]
+    if not all(pair(w) for w in pairs):
+        raise RefusedError("error: name the resources before any annotation change")
+    if resources[:1] not in (["node"], ["nodes"], ["no"]) or len(resources) != 2 or not pairs:
+        raise RefusedError(f"fake kubectl: annotate wants `node NAME` and pairs, not {words}")
+    host = resources[1]
+    if host not in _hostnames(state):
+        raise RefusedError(f'Error from server (NotFound): nodes "{host}" not found')
+    new = dict(w.split("=", 1) for w in pairs if setting(w))
+    removed = [w[:-1] for w in pairs if not setting(w)]
+    if set(new) & set(removed):
+        raise RefusedError("error: one command cannot both set and remove an annotation")
+    current = state.setdefault("annotations", {}).setdefault(host, {})
+    clashing = [k for k, v in new.items() if k in current and current[k] != v]
+    if clashing and _flag(args, "overwrite", "false") != "true":
+        raise RefusedError(f"error: {clashing} already set to another value, and no --overwrite")
+    current.update(new)
+    for key in removed:
+        current.pop(key, None)
+    return f"node/{host} annotated"
+
+
 def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
     """`kubectl get nodes -o json`: more than one object is printed as one `List` (apiVersion v1,
     items, metadata.resourceVersion) (KUBECTL pkg/cmd/get/get.go printGeneric), by the JSON
     printer at 4 spaces (kubernetes/cli-runtime v0.36.2 pkg/printers/json.go). Each Node
-    (kubernetes/api v0.36.3 core/v1/types.go): metadata.name and labels, spec.unschedulable only
-    when cordoned (omitempty), status.conditions with type Ready, status.nodeInfo.kubeletVersion."""
+    (kubernetes/api v0.36.3 core/v1/types.go): metadata.name, labels and annotations (left out
+    when there are none: kubernetes/apimachinery v0.36.3 pkg/apis/meta/v1/types.go ObjectMeta,
+    omitempty), spec.unschedulable only when cordoned (omitempty), status.conditions with type
+    Ready, status.nodeInfo.kubeletVersion."""
     if _output(args) != "json":
         raise RefusedError("fake kubectl: status asks for nodes as JSON only")
     with open(os.environ["KUBECONFIG"]) as handle:
@@ -876,11 +919,14 @@ def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
         ready = "True" if _ready(node, state) else "False"
         condition = {"type": "Ready", "status": ready}
         kubelet = node.get("kubelet", state.get("kubernetes", "v1.36.3"))
+        metadata: dict[str, Any] = {"name": host, "labels": {"kubernetes.io/hostname": host, **node.get("labels", {})}}
+        if state.get("annotations", {}).get(host):
+            metadata["annotations"] = state["annotations"][host]
         items.append(
             {
                 "apiVersion": "v1",
                 "kind": "Node",
-                "metadata": {"name": host, "labels": {"kubernetes.io/hostname": host, **node.get("labels", {})}},
+                "metadata": metadata,
                 "spec": spec,
                 "status": {
                     "conditions": [{"type": "MemoryPressure", "status": "False"}, condition],
