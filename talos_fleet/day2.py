@@ -18,11 +18,16 @@ Each step is one `local.Command` of `components/cluster_operations.py`:
     record-config       the config rollout's creation: records each node's config fingerprint
     roll-config         its update: the existing nodes whose config changed, a canary first, then
                         the waves, health-gated; live where Talos applies it live (the canary in
-                        try mode, confirmed once healthy), otherwise staged and rebooted, drained
+                        try mode, confirmed once healthy; a settle before each check), otherwise
+                        staged and rebooted, drained
 
 Both rollouts skip nodes they did not record (new) and recorded nodes that never joined
-Kubernetes; a new TALOS_FLEET_RECHECK value (the stack's `upgrade.recheck`) makes them ask every
-existing node again, which is how a revert after a failed rollout reaches the nodes it changed.
+Kubernetes, and stop before touching any node when a recorded node's address answers under
+another Node name; a new TALOS_FLEET_RECHECK value (the stack's `upgrade.recheck`) makes them ask
+every existing node again (the config rollout dry-runs them all before it picks its canary),
+which is how a revert after a failed rollout reaches the nodes it changed. With
+TALOS_FLEET_SKIP_PRECHECK=1 in the operator's environment they skip the health check before their
+first wave, and only that one.
 
 Inputs come from the environment (plain spec facts: no secret) and stdin (the cluster's
 Talos OS certificate authority, a Pulumi secret that never changes; for the config rollout also
@@ -72,9 +77,24 @@ PREFIX = "TALOS_FLEET_"
 # sdk/go/common/resource/plugin/provider_plugin.go). It is no input, so setting it changes nothing
 # Pulumi diffs.
 DESTROY_ENV = PREFIX + "DESTROY"
+# Also from the operator's environment, never an input: both rollouts skip the health check
+# before their first wave (only that one), so a change that repairs a cluster unhealthy now (a
+# broken CNI patch, a dead node) can start; the canary's own check then decides.
+SKIP_PRECHECK_ENV = PREFIX + "SKIP_PRECHECK"
 TALOSCTL_INSTALL = "https://www.talos.dev/v1.13/talos-guides/install/talosctl/"
 KUBECTL_INSTALL = "https://kubernetes.io/docs/tasks/tools/#kubectl"
 POLL_SECONDS = 10.0
+# How long a wave waits after applying a config live before its health check
+# (TALOS_FLEET_SETTLE_SECONDS). A node answers the apply once the new MachineConfig is stored and
+# its controllers act on it afterwards (siderolabs/talos v1.13.9:
+# internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go ApplyConfiguration returns
+# after SetConfig, which only writes the resource:
+# internal/app/machined/pkg/runtime/v1alpha1/v1alpha1_runtime.go); and
+# a kubelet the change broke still reads Ready until kube-controller-manager's
+# --node-monitor-grace-period has passed without a status from it, 50s by default since
+# Kubernetes 1.32, 40s before (https://kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/,
+# kubernetes/kubernetes#126287). A check right after the apply would pass on a broken node.
+SETTLE_SECONDS = 60.0
 # Teardown never waits long on a machine that may be gone.
 DESTROY_CALL_SECONDS = 60.0
 # pulumi-command hands a command's last stdout and stderr to its next run as the environment
@@ -192,12 +212,18 @@ class Env:
             return None
         return record if isinstance(record, dict) else None
 
+    def settle_seconds(self) -> float:
+        return float(self.values.get(PREFIX + "SETTLE_SECONDS") or SETTLE_SECONDS)
+
     def wave_minutes(self) -> int:
-        """The longest a step (a rollout: one wave of it) can take: health, drain (a batch's nodes
-        at once), upgrade or reboot, wait, health."""
+        """The longest a step (a rollout: one wave of it) can take: health, drain, upgrade or
+        reboot, wait, settle, health. A batch's nodes run MAX_PARALLEL at a time (`each`), so a
+        larger batch takes that many rounds of the per-node parts; counted whole, to be safe."""
         health = int(self.values.get(PREFIX + "HEALTH_TIMEOUT_MINUTES") or 15)
         drain = int(self.values.get(PREFIX + "DRAIN_TIMEOUT_MINUTES") or 10)
-        return 4 * health + drain
+        batch = max(int(self.values.get(PREFIX + "WORKER_BATCH_SIZE") or 1), 1)
+        rounds = math.ceil(batch / MAX_PARALLEL)
+        return (4 * health + drain + math.ceil(self.settle_seconds() / 60)) * rounds
 
     def certificate_hours(self) -> int:
         """How long a client certificate must last: one wave, rounded up, plus an hour."""
@@ -538,6 +564,27 @@ def _healthy(tools: Tools, env: Env) -> None:
     tools.talosctl(env.get("CONTROL_PLANE"), "health", f"--wait-timeout={minutes}m")
 
 
+def _first_check(tools: Tools, env: Env) -> None:
+    """The health check before a rollout's first wave, unless the operator skipped it
+    (SKIP_PRECHECK_ENV): then the check after the first wave is the first to decide."""
+    if env.flag("SKIP_PRECHECK"):
+        log(
+            f"{SKIP_PRECHECK_ENV} is set: the cluster's health was NOT checked before the first wave; "
+            "the check after it (and after every wave) still decides whether the rollout goes on",
+            always=True,
+        )
+        return
+    _healthy(tools, env)
+
+
+def _settle(env: Env, since: float) -> None:
+    """Wait until SETTLE_SECONDS have passed since a live apply ended (`since`, time.monotonic)."""
+    left = env.settle_seconds() - (time.monotonic() - since)
+    if left > 0:
+        log(f"letting the live change settle for {left:.0f}s before the health check")
+        time.sleep(left)
+
+
 def _check_talosctl_client(tools: Tools, target: versions.Version) -> None:
     client = client_version(tools.run("talosctl", "version", "--client", "--short").stdout)
     if client.minor_key < target.minor_key:
@@ -603,11 +650,12 @@ def _drain(tools: Tools, env: Env, host: str) -> None:
 
 
 class Listed(NamedTuple):
-    """A Kubernetes Node as a step sees it: cordoned (`spec.unschedulable`), and whether it carries
-    talos-fleet's mark (CORDON_MARK)."""
+    """A Kubernetes Node as a step sees it: cordoned (`spec.unschedulable`), whether it carries
+    talos-fleet's mark (CORDON_MARK), and its addresses (`status.addresses`)."""
 
     cordoned: bool
     marked: bool
+    addresses: tuple[str, ...] = ()
 
 
 def kubernetes_nodes(tools: Tools) -> dict[str, Listed]:
@@ -615,7 +663,9 @@ def kubernetes_nodes(tools: Tools) -> dict[str, Listed]:
     cordoned (kubernetes/api v0.36.3 core/v1/types.go NodeSpec), annotations left out when there
     are none (kubernetes/apimachinery v0.36.3 pkg/apis/meta/v1/types.go ObjectMeta, omitempty;
     `kubectl get nodes` prints a List: kubernetes/kubectl v0.36.3 pkg/cmd/get/get.go
-    printGeneric). A Kubernetes API that does not answer stops the step."""
+    printGeneric). Each address is a NodeAddress's `address` (its `type` is InternalIP, ExternalIP
+    or Hostname: kubernetes/api v0.36.3 core/v1/types.go NodeStatus.Addresses, NodeAddress). A
+    Kubernetes API that does not answer stops the step."""
     listing = json.loads(tools.kubectl("get", "nodes", "--output", "json").stdout or "{}")
     items = listing.get("items", [listing]) if isinstance(listing, dict) else []
     found = {}
@@ -623,23 +673,43 @@ def kubernetes_nodes(tools: Tools) -> dict[str, Listed]:
         metadata = (item.get("metadata") or {}) if isinstance(item, dict) else {}
         if metadata.get("name"):
             annotations = metadata.get("annotations") or {}
+            addresses = (item.get("status") or {}).get("addresses") or []
             found[str(metadata["name"])] = Listed(
                 bool((item.get("spec") or {}).get("unschedulable")),
                 isinstance(annotations, dict) and CORDON_MARK in annotations,
+                tuple(str(a["address"]) for a in addresses if isinstance(a, dict) and a.get("address")),
             )
     return found
 
 
-def _installed(listing: Mapping[str, Listed], hosts: Iterable[str], cluster: str) -> list[str]:
-    """The nodes among `hosts` that joined Kubernetes. One recorded but never installed (its
-    apply failed, e.g. an added node that never came up) is left to its ConfigurationApply, which
-    runs after the rollouts; asking it would stop every rollout for good."""
-    kept = []
-    for host in hosts:
+def _installed(listing: Mapping[str, Listed], ips: Mapping[str, str], cluster: str) -> list[str]:
+    """The nodes among `ips` (hostname: the spec's address) that joined Kubernetes, in `ips`'
+    order. One recorded but never installed (its apply failed, e.g. an added node that never came
+    up) is left to its ConfigurationApply, which runs after the rollouts; asking it would stop
+    every rollout for good. One whose address answers under another Node name (the kubelet
+    registered a name other than the hostname, e.g. with machine.kubelet.registerWithFQDN) stops
+    the step before it touches any node: skipping it would leave it to the provider's apply, which
+    changes every node at once, and cordons, drains and the mark all go by hostname."""
+    by_address: dict[str, str] = {}
+    for name, node in sorted(listing.items()):
+        for address in node.addresses:
+            by_address.setdefault(address, name)
+    kept, renamed = [], []
+    for host, ip in ips.items():
         if host in listing:
             kept.append(host)
+        elif ip in by_address:
+            renamed.append(f"node {host} registered as {by_address[ip]}")
         else:
             log(f"cluster {cluster}: {host} is not a Kubernetes node (never installed?): skipped, as a new node")
+    if renamed:
+        shown = ", ".join(renamed[:5]) + (f" (and {len(renamed) - 5} more)" if len(renamed) > 5 else "")
+        raise StepError(
+            f"{shown}: talos-fleet drains and cordons by hostname, so it cannot roll out to a Node named "
+            "otherwise, and no node was touched. Make the kubelet register under the hostname again: drop the "
+            "patch that renames it (such as machine.kubelet.registerWithFQDN) and apply that to those nodes "
+            "yourself, one at a time (talosctl apply-config), since this check stops every rollout until then"
+        )
     return kept
 
 
@@ -861,7 +931,9 @@ def upgrade_rollout(env: Env, stdin: str) -> dict[str, Any]:
         log(f"cluster {cluster}: only new nodes, which install Talos {target} directly: nothing to upgrade")
         return record
     last = previous or {}
-    ask_all = rechecked(env, previous) or env.flag("ALLOW_DOWNGRADE")
+    # Not when downgrades are merely allowed: a stack that keeps allowDowngrade on would ask, and
+    # could move, every node whenever a node is added. A revert needs a new recheck anyway.
+    ask_all = rechecked(env, previous)
     if (
         not ask_all
         and last.get("talos") == record["talos"]
@@ -871,15 +943,14 @@ def upgrade_rollout(env: Env, stdin: str) -> dict[str, Any]:
         log(f"cluster {cluster}: no existing node's Talos target changed: nothing to upgrade")
         return record
     if ask_all:
-        # A recheck, or a downgrade allowed: the record cannot say which nodes a failed run left
-        # elsewhere, each node can.
+        # The record cannot say which nodes a failed run left elsewhere, each node can.
         log(f"cluster {cluster}: asking every existing node which Talos it runs")
     wanted = {h: (target, installer_schematic(installers[targets[h].arch])) for h in existing}
     with Renewing(env, stdin) as session:
         tools = session.tools()
         _check_talosctl_client(tools, target)
         listing = kubernetes_nodes(tools)
-        existing = _installed(listing, existing, cluster)
+        existing = _installed(listing, {h: targets[h].ip for h in existing}, cluster)
         running = dict(zip(existing, each(existing, lambda h: _node_state(tools, targets[h].ip)), strict=True))
         todo = {h for h in existing if running[h] != wanted[h]}
         problems = [
@@ -893,7 +964,7 @@ def upgrade_rollout(env: Env, stdin: str) -> dict[str, Any]:
         if not todo:
             log(f"cluster {cluster}: every existing node already runs Talos {target} with its schematic")
             return record
-        _healthy(tools, env)
+        _first_check(tools, env)
         schedule = waves.waves([(h, targets[h].role) for h in existing], int(env.get("WORKER_BATCH_SIZE")))
         for number, wave in enumerate(schedule, 1):
             pending = [targets[h] for h in wave if h in todo]
@@ -1034,9 +1105,20 @@ def record_config(env: Env, stdin: str) -> dict[str, Any]:
     return config_record(env, ConfigInputs.parse(stdin))
 
 
+class Paths(NamedTuple):
+    """What the record tells of the existing nodes: which changed and which of them take the
+    reboot path; `ask_all` when it cannot tell (a recheck, no readable record), so that every
+    existing node counts as changed until its dry-run says otherwise."""
+
+    existing: list[str]
+    changed: set[str]
+    reboots: set[str]
+    ask_all: bool
+
+
 def _paths(
     env: Env, nodes: Mapping[str, Target], current: Mapping[str, Recorded], previous: Mapping[str, Any] | None
-) -> tuple[list[str], set[str], set[str]]:
+) -> Paths:
     """The existing nodes, those whose config changed, and those of them that take the reboot
     path: the plan's reboot hash moved; or the fingerprint moved but neither plan hash did (a
     secret value in a role config or patch, which may sit in `.machine.env` or another reboot
@@ -1047,7 +1129,7 @@ def _paths(
     if known is None or rechecked(env, previous):
         if known is not None:
             log(f"cluster {env.get('CLUSTER')}: recheck: every existing node is checked, and rolled by reboot")
-        return existing, set(existing), set(existing)
+        return Paths(existing, set(existing), set(existing), True)
     changed = {h for h in existing if known[h].fingerprint != current[h].fingerprint}
     reboots = set()
     for host in sorted(changed):
@@ -1056,7 +1138,7 @@ def _paths(
         elif known[host].live == current[host].live:
             log(f"{host}: its config changed where the plan's hashes do not look (a secret?): rolled by reboot")
             reboots.add(host)
-    return existing, changed, reboots
+    return Paths(existing, changed, reboots, False)
 
 
 def roll_config(env: Env, stdin: str) -> dict[str, Any]:
@@ -1064,30 +1146,42 @@ def roll_config(env: Env, stdin: str) -> dict[str, Any]:
     nodes = _config_targets(env)
     record = config_record(env, inputs)
     current = config_table(unpack(record["config"])) or {}
-    existing, changed, reboots = _paths(env, nodes, current, env.previous())
+    existing, changed, reboots, ask_all = _paths(env, nodes, current, env.previous())
     if not changed:
         log(f"cluster {cluster}: no existing node's config changed: nothing to roll out")
         return record
     with private_directory() as directory, Renewing(env, inputs.ca_stdin) as session:
         tools = session.tools()
         listing = kubernetes_nodes(tools)
-        existing = _installed(listing, existing, cluster)
+        existing = _installed(listing, {h: nodes[h].ip for h in existing}, cluster)
         changed &= set(existing)
         _uncordon_leftovers(tools, listing)
         if not changed:
             log(f"cluster {cluster}: no installed node's config changed: nothing to roll out")
             return record
+        files = _config_files(directory, inputs, [nodes[h] for h in sorted(changed)])
+        if ask_all:
+            # Every node asked before the schedule is made: were the canary picked from all of
+            # them, one already at its config would pass for it, and the first real wave could be
+            # a whole worker batch.
+            ordered = sorted(changed)
+            done = each(ordered, lambda h: _done_already(tools, nodes[h], files[h]))
+            changed = {h for h, ready in zip(ordered, done, strict=True) if not ready}
+            if not changed:
+                log(f"cluster {cluster}: every existing node already runs its config")
+                return record
         schedule = config_schedule([(h, nodes[h].role) for h in existing], changed, int(env.get("WORKER_BATCH_SIZE")))
         log(
             f"cluster {cluster}: config changed on {len(changed)} nodes ({len(reboots & changed)} by reboot); "
             f"canary {schedule[0][0]}"
         )
-        files = _config_files(directory, inputs, [nodes[h] for h in sorted(changed)])
-        _healthy(tools, env)
+        _first_check(tools, env)
         for number, wave in enumerate(schedule, 1):
             label = ("canary " if number == 1 else "") + _wave_label(number, len(schedule), wave)
             tools = session.tools()
-            if _roll_wave(tools, env, [nodes[h] for h in wave], reboots, files, label, canary=number == 1):
+            if _roll_wave(
+                tools, env, [nodes[h] for h in wave], reboots, files, label, canary=number == 1, asked=ask_all
+            ):
                 log(f"cluster {cluster}: {label} done; cluster healthy")
     return record
 
@@ -1148,15 +1242,21 @@ def _roll_wave(
     files: Mapping[str, list[str]],
     label: str,
     canary: bool,
+    asked: bool = False,
 ) -> bool:
     """One wave, then the cluster's health; False when every node of it already ran its config (a
-    resumed rollout), with no health check."""
-    done = each(wave, lambda n: _done_already(tools, n, files[n.host]))
-    todo = [n for n, ready in zip(wave, done, strict=True) if not ready]
+    resumed rollout), with no health check. `asked`: this run's dry-runs found every node of the
+    wave differing already, so they are not asked again. After live applies the wave lets them
+    settle before the check (_settle); a reboot needs none, its node went NotReady and came back."""
+    if asked:
+        todo = list(wave)
+    else:
+        done = each(wave, lambda n: _done_already(tools, n, files[n.host]))
+        todo = [n for n, ready in zip(wave, done, strict=True) if not ready]
     if not todo:
         return False
     log(f"{label}: applying")
-    by_reboot = []
+    by_reboot, live_until = [], None
     for node in todo:
         if node.host in reboots:
             by_reboot.append(node)
@@ -1164,7 +1264,9 @@ def _roll_wave(
             if _try_live(tools, env, node, files[node.host]):
                 return True  # its health check was the wave's
             by_reboot.append(node)
-        elif not _apply_live(tools, node, files[node.host], "--mode=no-reboot"):
+        elif _apply_live(tools, node, files[node.host], "--mode=no-reboot"):
+            live_until = time.monotonic()
+        else:
             by_reboot.append(node)
     if by_reboot:
         # Each node staged and rebooted at once, a batch's nodes side by side: a failure never
@@ -1172,6 +1274,8 @@ def _roll_wave(
         # would boot the change without a drain.
         with _out_of_service(tools, env, [n.host for n in by_reboot]):
             each(by_reboot, lambda n: _stage_and_reboot(tools, env, n, files[n.host]))
+    if live_until is not None:
+        _settle(env, live_until)
     _healthy(tools, env)
     return True
 
@@ -1197,10 +1301,11 @@ def _try_live(tools: Tools, env: Env, node: Target, files: Sequence[str]) -> boo
     the rollback delay in try mode, default one minute, at both tags). A wrong network patch on the
     canary, the first control plane through which every call goes, thus undoes itself. Confirmed
     with the same config in no-reboot mode only once the cluster is healthy; a failed health check
-    stops the step unconfirmed. The timeout outlasts the health check's own wait."""
-    minutes = env.minutes("HEALTH_TIMEOUT_MINUTES") + TRY_MARGIN_MINUTES
+    stops the step unconfirmed. The timeout outlasts the settle and the health check's own wait."""
+    minutes = env.minutes("HEALTH_TIMEOUT_MINUTES") + math.ceil(env.settle_seconds() / 60) + TRY_MARGIN_MINUTES
     if not _apply_live(tools, node, files, "--mode=try", f"--timeout={minutes}m"):
         return False
+    _settle(env, time.monotonic())
     try:
         _healthy(tools, env)
     except StepError as error:

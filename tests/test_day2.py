@@ -100,6 +100,9 @@ class Steps:
             "FAKE_LOG": str(self.log_file),
             "HOME": str(self.directory),
             "TMPDIR": str(self.directory),
+            # The fake's machines apply a config before they answer, and their Ready follows it at
+            # once: nothing to settle (day2.SETTLE_SECONDS). A test of the settle sets its own.
+            "TALOS_FLEET_SETTLE_SECONDS": "0",
             **env,
         }
         process = subprocess.Popen(
@@ -267,6 +270,20 @@ def test_each_step_mints_a_short_lived_admin_certificate_from_the_os_ca(step: Ca
     gen = [c for c in result.calls if c["args"][:1] == ["gen"]]
     assert [c["args"][1] for c in gen] == ["key", "csr", "crt"]
     assert result.index("gen crt") < result.index(" version ")
+
+
+@pytest.mark.parametrize("batch", [1, day2.MAX_PARALLEL, day2.MAX_PARALLEL + 1, 1000])
+def test_a_rollout_certificate_outlasts_a_wave_of_its_largest_batch(batch: int) -> None:
+    """A batch's nodes are drained, upgraded or rebooted and waited for MAX_PARALLEL at a time, so
+    a batch of 1,000 workers takes many rounds of them within one wave."""
+    env = node_env(worker_batch_size=str(batch), settle_seconds="60")
+    health, drain = int(env["TALOS_FLEET_HEALTH_TIMEOUT_MINUTES"]), int(env["TALOS_FLEET_DRAIN_TIMEOUT_MINUTES"])
+    # Per round: health before, drain, upgrade, wait for the target, health after; a minute's settle.
+    rounds = -(-batch // day2.MAX_PARALLEL)
+    hours = day2.Env(env).certificate_hours()
+    assert hours * 60 >= rounds * (4 * health + drain + 1)
+    if rounds == 1:
+        assert hours <= 24  # short-lived when a wave is short
 
 
 @pytest.mark.parametrize(

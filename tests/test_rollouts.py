@@ -98,25 +98,28 @@ def node_calls(result: Result, verb: str, *needles: str) -> list[str]:
     return found
 
 
+def event(call: dict[str, Any]) -> tuple[str, str] | None:
+    """What a call did to whom: kubectl's cordon, drain and uncordon, talosctl's upgrade, applies
+    (by mode, dry-runs apart), reboots, and cluster health checks; None for any other call."""
+    args = call["args"]
+    if call["tool"] == "kubectl" and args[0] in ("cordon", "drain", "uncordon"):
+        return (args[0], args[1])
+    if call["tool"] == "talosctl" and "--nodes" in args:
+        host = HOST.get(args[args.index("--nodes") + 1], "")
+        verb = args[4]
+        if verb == "health":
+            return ("health", "")
+        if verb in ("upgrade", "reboot"):
+            return (verb, host)
+        if verb == "apply-config":
+            mode = next((a.split("=", 1)[1] for a in args if a.startswith("--mode=")), "auto")
+            return ("dry-run" if "--dry-run" in args else f"apply {mode}", host)
+    return None
+
+
 def events(result: Result) -> list[tuple[str, str]]:
-    """What happened to whom, in order: kubectl's cordon, drain and uncordon, talosctl's upgrade,
-    applies (by mode, dry-runs apart), reboots, and cluster health checks."""
-    out = []
-    for call in result.calls:
-        args = call["args"]
-        if call["tool"] == "kubectl" and args[0] in ("cordon", "drain", "uncordon"):
-            out.append((args[0], args[1]))
-        elif call["tool"] == "talosctl" and "--nodes" in args:
-            host = HOST.get(args[args.index("--nodes") + 1], "")
-            verb = args[4]
-            if verb == "health":
-                out.append(("health", ""))
-            elif verb in ("upgrade", "reboot"):
-                out.append((verb, host))
-            elif verb == "apply-config":
-                mode = next((a.split("=", 1)[1] for a in args if a.startswith("--mode=")), "auto")
-                out.append(("dry-run" if "--dry-run" in args else f"apply {mode}", host))
-    return out
+    """Every call's event, in order."""
+    return [e for e in map(event, result.calls) if e is not None]
 
 
 def assert_health_only_while_nothing_is_cordoned(result: Result) -> None:
@@ -241,12 +244,17 @@ def test_a_failed_upgrade_stops_the_rollout_and_a_rerun_resumes_where_it_stopped
     assert {n["version"] for n in again.state["nodes"].values()} == {"v1.13.11"}
 
 
+@pytest.mark.parametrize("downgrades", ["false", "true"], ids=["", "downgrades-allowed"])
 @pytest.mark.parametrize("change", ["policy", "added"])
-def test_an_upgrade_rollout_without_a_new_target_for_an_existing_node_runs_nothing(steps: Steps, change: str) -> None:
+def test_an_upgrade_rollout_without_a_new_target_for_an_existing_node_runs_nothing(
+    steps: Steps, change: str, downgrades: str
+) -> None:
     """A node added (it installs the target itself) or a policy change: only a new record. No
-    health check could even pass while the new node is not installed."""
+    health check could even pass while the new node is not installed. Also in a stack that keeps
+    downgrades allowed: that alone must not make every node be asked, and maybe moved."""
     old = upgrade_env(CLUSTER[:-1]) if change == "added" else upgrade_env(batch=1)
-    env = updating(steps, old, upgrade_env(), "record-upgrades")
+    allowed = {"TALOS_FLEET_ALLOW_DOWNGRADE": downgrades}
+    env = updating(steps, {**old, **allowed}, {**upgrade_env(), **allowed}, "record-upgrades")
     result = steps.run("upgrade-rollout", env, fleet(), tools=(), stdin=CREDENTIALS)
     assert result.code == 0, result.stderr
     assert result.calls == []
@@ -389,11 +397,16 @@ def test_a_revert_after_a_failed_extension_change_needs_a_recheck_to_reach_the_r
     assert result.record()["recheck"] == "1"
 
 
-def test_an_allowed_downgrade_asks_every_node_although_the_record_holds_the_target(steps: Steps) -> None:
+def test_a_revert_of_a_failed_upgrade_downgrades_the_rolled_nodes_with_a_recheck(steps: Steps) -> None:
+    """Allowing downgrades does not ask the nodes by itself: the record holds the old target, so
+    only a new recheck value reaches cp-1 and cp-2, which run the failed rollout's version."""
     old, new = upgrade_env(CLUSTER[:3], version="v1.13.10"), upgrade_env(CLUSTER[:3])
     first = failed_upgrade(steps, old, new, fleet(CLUSTER[:3]))
-    revert = {**updating(steps, old, old, "record-upgrades"), "TALOS_FLEET_ALLOW_DOWNGRADE": "true"}
-    result = steps.run("upgrade-rollout", revert, {**first.state, "fail": []}, stdin=CREDENTIALS)
+    allowed = {**old, "TALOS_FLEET_ALLOW_DOWNGRADE": "true"}
+    revert = updating(steps, allowed, allowed, "record-upgrades")
+    state = {**first.state, "fail": []}
+    assert steps.run("upgrade-rollout", revert, state, tools=(), stdin=CREDENTIALS).calls == []
+    result = steps.run("upgrade-rollout", {**revert, "TALOS_FLEET_RECHECK": "1"}, state, stdin=CREDENTIALS)
     assert result.code == 0, result.stderr
     assert touched_in_waves(events(result), ("upgrade",)) == [["cp-1"], ["cp-2"]]
     assert {n["version"] for n in result.state["nodes"].values()} == {"v1.13.10"}
@@ -766,6 +779,160 @@ def test_a_revert_after_a_failed_config_rollout_needs_a_recheck_and_reboots_the_
     assert node_calls(result, "apply-config", "--mode=try") == []
     assert all(active(result.state, h) == active(state, h) and settled(result.state, h) for h in IP)
     assert result.record()["recheck"] == "1"
+
+
+@pytest.mark.parametrize("asking", ["recheck", "no-record"])
+def test_a_recheck_dry_runs_every_node_first_and_its_canary_is_the_first_that_differs(
+    steps: Steps, asking: str
+) -> None:
+    """A worker change rolled to worker-1 (the canary) and worker-2, then failed at worker-3, its
+    batch mate. The revert asks every node. The control planes run their config already, so the
+    first changed node in wave order is a worker: it goes alone, as the canary, before the next
+    wave; never with its batch mate as the first real wave. Also when the record cannot be read."""
+    roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], LIVE_CHANGE)}
+    workers = sorted(h for h in IP if ROLE[h] == "worker")
+    update = updating(steps, config_env(), config_env(live=moved(workers)), "record-config", config_stdin())
+    state = configured(fail=[f"apply-config --mode=no-reboot@{IP['worker-3']}"])
+    first = steps.run("roll-config", update, state, stdin=config_stdin(roles))
+    assert first.code == 1
+    rolled = sorted(h for h in IP if active(first.state, h) != active(state, h))
+    assert rolled == ["worker-1", "worker-2"]
+    assert expected_waves(workers, 2)[0] == rolled  # the batch the old way would reboot together
+    reverted = {**first.state, "fail": []}
+    revert = updating(steps, config_env(), config_env(), "record-config", config_stdin())
+    if asking == "recheck":
+        revert["TALOS_FLEET_RECHECK"] = "1"
+    else:
+        revert["PULUMI_COMMAND_STDOUT"] = "not a record"
+    result = steps.run("roll-config", revert, reverted, stdin=config_stdin())
+    assert result.code == 0, result.stderr
+    assert touched_in_waves(events(result), ("reboot",)) == [[h] for h in rolled]
+    # Every node's dry-run before the first check; the rolled nodes asked once before their reboot.
+    happened = events(result)
+    before_check = happened[: happened.index(("health", ""))]
+    assert sorted(h for what, h in before_check if what == "dry-run") == sorted(IP)
+    for host in rolled:
+        mine = [what for what, h in happened if h == host]
+        assert mine[: mine.index("reboot")] == ["dry-run", "cordon", "drain", "apply staged"], mine
+    assert all(active(result.state, h) == active(state, h) and settled(result.state, h) for h in IP)
+
+
+@pytest.mark.parametrize("rollout", ["upgrade", "config"])
+def test_a_node_registered_under_another_name_stops_the_rollout_before_any_node(steps: Steps, rollout: str) -> None:
+    """worker-2's kubelet registered its FQDN: found by its address, under another Node name. Its
+    drain and cordon would miss it, and skipping it would leave its change to the provider's
+    apply, which reaches every node at once: the rollout stops and says why."""
+    if rollout == "upgrade":
+        env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+        state, step, stdin = fleet(SMALL), "upgrade-rollout", CREDENTIALS
+    else:
+        roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+        env = updating(steps, config_env(SMALL), config_env(SMALL, live=moved(IP)), "record-config", config_stdin())
+        state, step, stdin = configured(SMALL), "roll-config", config_stdin(roles)
+    state["nodes"][IP["worker-2"]]["node_name"] = "worker-2.lab.example.org"
+    result = steps.run(step, env, state, stdin=stdin)
+    assert result.code == 1
+    assert "node worker-2 registered as worker-2.lab.example.org: talos-fleet drains and cordons by hostname" in (
+        result.stderr
+    )
+    # Only the listing was asked: no node's version, config or health, no cordon, no mark.
+    assert [c["args"][0] for c in result.calls if c["tool"] == "kubectl"] == ["get"]
+    assert [c for c in result.calls if c["tool"] == "talosctl" and "--nodes" in c["args"]] == [
+        c for c in result.calls if "kubeconfig" in c["args"]
+    ]
+
+
+def unhealthy_until_fixed(steps: Steps, skip: bool) -> tuple[Result, dict[str, str]]:
+    """cp-1 runs a broken patch (its kubelet is NotReady: the marker), the rest of the cluster is
+    fine; the change rolled out is the fix, a live one for every node."""
+    roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+    state = configured(not_ready_marker=NOT_READY)
+    broken = [*node_patches(["cp-1"])["cp-1"], f"machine:\n  nodeLabels:\n    cni: {NOT_READY}\n"]
+    state["nodes"][IP["cp-1"]]["config"] = {"v1alpha1": fake.encode(fake.render(ROLE_CONFIGS[CONTROL_PLANE], broken))}
+    env = config_env(live=moved(IP))
+    if skip:
+        env[day2.SKIP_PRECHECK_ENV] = "1"
+    return roll(steps, roles, state, env), roles
+
+
+def test_a_fix_for_an_unhealthy_cluster_rolls_only_when_the_first_check_is_skipped(steps: Steps) -> None:
+    stopped, _ = unhealthy_until_fixed(steps, skip=False)
+    assert stopped.code == 1
+    assert "not ready: [cp-1]" in stopped.stderr
+    assert [what for what, _ in events(stopped)] == ["health"]
+    result, roles = unhealthy_until_fixed(steps, skip=True)
+    assert result.code == 0, result.stderr
+    assert f"{day2.SKIP_PRECHECK_ENV} is set: the cluster's health was NOT checked" in result.stderr
+    # No check before the canary's try; after it, every check ran as usual.
+    happened = confirmed_canary(events(result), "cp-1")
+    assert happened.index(("apply try", "cp-1")) < happened.index(("health", ""))
+    waves = expected_waves(IP, 2)
+    assert touched_in_waves(happened, ("apply try", "apply no-reboot")) == waves
+    assert [what for what, _ in happened].count("health") == len(waves)
+    assert all(active(result.state, h) == running(roles, h) and settled(result.state, h) for h in IP)
+
+
+def test_a_skipped_first_check_leaves_every_later_check_in_place(steps: Steps) -> None:
+    """worker-2 is down for good: the upgrade starts without the first check, upgrades the first
+    wave, and the check after it stops the rollout."""
+    env = updating(steps, upgrade_env(SMALL, version="v1.13.10"), upgrade_env(SMALL), "record-upgrades")
+    state = fleet(SMALL)
+    state["nodes"][IP["worker-2"]]["ready"] = False
+    stopped = steps.run("upgrade-rollout", env, state, stdin=CREDENTIALS)
+    assert stopped.code == 1
+    assert node_calls(stopped, "upgrade") == []
+    result = steps.run("upgrade-rollout", {**env, day2.SKIP_PRECHECK_ENV: "1"}, state, stdin=CREDENTIALS)
+    assert result.code == 1
+    assert "NOT checked before the first wave" in result.stderr
+    assert "not ready: [worker-2]" in result.stderr
+    assert touched_in_waves(events(result), ("upgrade",)) == expected_waves([h for h, _, _ in SMALL], 2)[:1]
+    assert [what for what, _ in events(result)][-1] == "health"
+
+
+def gaps_before_checks(result: Result, after: tuple[str, ...]) -> list[float]:
+    """Per health check, the seconds since the last call before it whose event is in `after`."""
+    gaps, last = [], None
+    for call in result.calls:
+        happened = event(call)
+        if happened is None:
+            continue
+        if happened[0] == "health":
+            if last is not None:
+                gaps.append(call["at"] - last)
+            last = None
+        elif happened[0] in after:
+            last = call["at"]
+    return gaps
+
+
+def test_a_live_change_settles_before_each_health_check(steps: Steps) -> None:
+    """Ready lags a kubelet the change broke, and Talos applies a config after it answers: the
+    canary's try and each live wave wait TALOS_FLEET_SETTLE_SECONDS before their check."""
+    settle = 0.4
+    roles = {role: changed(text, LIVE_CHANGE) for role, text in ROLE_CONFIGS.items()}
+    hosts = [h for h, _, _ in SMALL]
+    new = {**config_env(SMALL, live=moved(hosts)), "TALOS_FLEET_SETTLE_SECONDS": str(settle)}
+    update = updating(steps, config_env(SMALL), new, "record-config", config_stdin())
+    result = steps.run("roll-config", update, configured(SMALL), stdin=config_stdin(roles))
+    assert result.code == 0, result.stderr
+    gaps = gaps_before_checks(result, ("apply try", "apply no-reboot"))
+    assert len(gaps) == len(expected_waves(hosts, 2))  # the canary and the worker batch
+    assert all(gap >= settle for gap in gaps), gaps
+
+
+def test_a_wave_of_reboots_does_not_settle(steps: Steps) -> None:
+    """Its nodes went NotReady and came back, drained: the check follows at once."""
+    settle = 3.0
+    roles = {**ROLE_CONFIGS, CONTROL_PLANE: changed(ROLE_CONFIGS[CONTROL_PLANE], REBOOT_CHANGE)}
+    new = {**config_env(SMALL, reboot=moved(["cp-1"], "3" * 12)), "TALOS_FLEET_SETTLE_SECONDS": str(settle)}
+    update = updating(steps, config_env(SMALL), new, "record-config", config_stdin())
+    result = steps.run("roll-config", update, configured(SMALL), stdin=config_stdin(roles))
+    assert result.code == 0, result.stderr
+    assert touched_in_waves(events(result), ("reboot",)) == [["cp-1"]]
+    gaps = gaps_before_checks(result, ("reboot", "dry-run", "uncordon"))
+    assert len(gaps) == 1
+    assert gaps[0] < settle, gaps
+    assert "settle" not in result.stderr
 
 
 def test_configs_reach_talosctl_only_in_private_files_removed_afterwards(steps: Steps, tmp_path: Path) -> None:

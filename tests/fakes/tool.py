@@ -2,12 +2,14 @@
 
 State lives in the JSON file named by FAKE_STATE: each node (by address) with its hostname, role,
 Talos version and schematic, and for `make status` its machine configurations (`config`: the
-multi-document YAML text per MachineConfig id), kubelet version, Ready and labels; which Kubernetes
-nodes are cordoned, and each Node's annotations (`annotate`); the etcd member count (or hostnames);
-which subcommands fail; the talosctl client version; the client certificates the cluster CA signed
-(`minted`: by `gen crt`, or put there by a test for the provider's talosconfig). Every call is
-appended to FAKE_LOG with what a test must check: the arguments, and the credential files the tool
-was given (their modes, and whether they were private at the time).
+multi-document YAML text per MachineConfig id), kubelet version, Ready and labels, and the name its
+kubelet registered (`node_name`, the hostname unless a test renames it); which Kubernetes nodes
+are cordoned, and each Node's annotations (`annotate`), both by Node name; the etcd member count
+(or hostnames); which subcommands fail; the talosctl client version; the client certificates the
+cluster CA signed (`minted`: by `gen crt`, or put there by a test for the provider's talosconfig).
+Every call is appended to FAKE_LOG with what a test must check: the arguments, the credential
+files the tool was given (their modes, and whether they were private at the time), and when it
+started (`at`: time.monotonic, one clock for every process on Linux).
 
 Day-2 rollouts add: `apply-config` (a config file plus patches, every mode, dry-run) against the
 node's MachineConfigs, with Talos 1.13's live-or-reboot rule and 1.14's absence of it, and try
@@ -83,6 +85,7 @@ def main() -> int:
         "talosconfig_dir_mode": _mode(os.path.dirname(talosconfig)) if talosconfig else None,
         "kubeconfig_mode": _mode(kubeconfig),
         "files_mode": {p: _mode(p) for p in _paths(args)},
+        "at": time.monotonic(),
     }
     # One write per line on an O_APPEND descriptor: calls run in parallel.
     fd = os.open(os.environ["FAKE_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -380,8 +383,15 @@ def _machine_configs(args: list[str], node_ip: str, node: dict[str, Any]) -> str
     return "---\n".join(out).rstrip("\n")
 
 
+def _name(node: dict[str, Any]) -> str:
+    """The node's Kubernetes Node name: what its kubelet registered, the hostname unless a test
+    set another (as machine.kubelet.registerWithFQDN would)."""
+    return str(node.get("node_name") or node["hostname"])
+
+
 def _hostnames(state: dict[str, Any]) -> list[str]:
-    return [n["hostname"] for n in state["nodes"].values() if n["hostname"] not in state.get("deleted", [])]
+    """The Kubernetes Node names, those deleted left out."""
+    return [_name(n) for n in state["nodes"].values() if _name(n) not in state.get("deleted", [])]
 
 
 def _health(node: dict[str, Any], state: dict[str, Any]) -> str:
@@ -396,7 +406,7 @@ def _health(node: dict[str, Any], state: dict[str, Any]) -> str:
     # Readiness is checked before schedulability (default.go DefaultClusterChecks,
     # kubernetes.go K8sAllNodesReadyAssertion).
     members = _hostnames(state)
-    not_ready = [n["hostname"] for n in state["nodes"].values() if n["hostname"] in members and not _ready(n, state)]
+    not_ready = [_name(n) for n in state["nodes"].values() if _name(n) in members and not _ready(n, state)]
     if not_ready:
         print(f"waiting for all k8s nodes to report ready: some nodes are not ready: [{not_ready[0]}]", file=sys.stderr)
         raise RefusedError("rpc error: code = Unknown desc = context deadline exceeded")
@@ -434,7 +444,7 @@ def _upgrade(
     boot only a node it cordoned itself (controllers/k8s/node_apply.go ApplyCordoned)."""
     image = _flag(args, "image") or ""
     schematic, version = image.rsplit("/", 1)[-1].split(":", 1)
-    host = node["hostname"]
+    host = _name(node)
     drain = _flag(args, "drain", "true") == "true"
     legacy = tuple(int(p) for p in node["version"].lstrip("v").split(".")[:2]) < (1, 13)
     node["installed"] = image  # on disk: the node boots it at its next reboot, planned or not
@@ -698,7 +708,7 @@ def _boot(node: dict[str, Any], state: dict[str, Any]) -> None:
     elif rollback is not None:
         configs["v1alpha1"] = rollback
     state.setdefault("reboots", []).append(
-        {"host": node["hostname"], "cordoned": node["hostname"] in state.get("cordoned", [])}
+        {"host": node["hostname"], "cordoned": _name(node) in state.get("cordoned", [])}
     )
     node["rebooting"] = state.get("reboot_calls", 0)
 
@@ -721,7 +731,7 @@ def _reboot(
     the boot id changed) and uncordons (TALOS cmd/talosctl/cmd/talos/reboot.go rebootRun, track.go
     addTrackActionFlags)."""
     drain = _flag(args, "drain", "false") == "true"
-    host = node["hostname"]
+    host = _name(node)
     if drain:
         _control_plane_only(endpoint, "kubeconfig")
         _cordon(state, host, "talosctl")
@@ -745,7 +755,7 @@ def _reset(args: list[str], node: dict[str, Any], state: dict[str, Any]) -> str:
     leaves etcd; then the disks are wiped and the machine shuts down, or reboots with `--reboot`
     (TALOS cmd/talosctl/cmd/talos/reset.go, v1alpha1_sequencer.go Reset)."""
     graceful = _flag(args, "graceful", "true") == "true"
-    host = node["hostname"]
+    host = _name(node)
     if graceful:
         node["reset_found_drained"] = host in state.get("drained", [])
         _cordon(state, host, "reset")
@@ -901,7 +911,9 @@ def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
     (kubernetes/api v0.36.3 core/v1/types.go): metadata.name, labels and annotations (left out
     when there are none: kubernetes/apimachinery v0.36.3 pkg/apis/meta/v1/types.go ObjectMeta,
     omitempty), spec.unschedulable only when cordoned (omitempty), status.conditions with type
-    Ready, status.nodeInfo.kubeletVersion."""
+    Ready, status.nodeInfo.kubeletVersion, status.addresses: NodeAddress entries of type
+    InternalIP (the node's address) and Hostname (its Node name) (same types.go, NodeAddressType).
+    The Node is named as its kubelet registered (`_name`)."""
     if _output(args) != "json":
         raise RefusedError("fake kubectl: status asks for nodes as JSON only")
     with open(os.environ["KUBECONFIG"]) as handle:
@@ -909,8 +921,8 @@ def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
     # The API server of the kubeconfig's cluster knows that cluster's Nodes only.
     cluster = next(iter(c.get("name") for c in config.get("clusters") or []), None)
     items = []
-    for node in state["nodes"].values():
-        host = node["hostname"]
+    for ip, node in state["nodes"].items():
+        host = _name(node)
         if host in state.get("deleted", []) or node.get("no_kubernetes") or node.get("cluster", cluster) != cluster:
             continue
         spec: dict[str, Any] = {"podCIDRs": ["10.244.0.0/24"]}
@@ -931,6 +943,7 @@ def _nodes_json(args: list[str], state: dict[str, Any]) -> str:
                 "status": {
                     "conditions": [{"type": "MemoryPressure", "status": "False"}, condition],
                     "nodeInfo": {"kubeletVersion": kubelet if kubelet.startswith("v") else f"v{kubelet}"},
+                    "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": host}],
                 },
             }
         )
