@@ -1256,18 +1256,20 @@ def _roll_wave(
     if not todo:
         return False
     log(f"{label}: applying")
-    by_reboot, live_until = [], None
-    for node in todo:
-        if node.host in reboots:
-            by_reboot.append(node)
-        elif canary:
-            if _try_live(tools, env, node, files[node.host]):
-                return True  # its health check was the wave's
-            by_reboot.append(node)
-        elif _apply_live(tools, node, files[node.host], "--mode=no-reboot"):
+    by_reboot = [n for n in todo if n.host in reboots]
+    live = [n for n in todo if n.host not in reboots]
+    live_until = None
+    if canary and live:
+        # The canary wave is one node.
+        if _try_live(tools, env, live[0], files[live[0].host]):
+            return True  # its health check was the wave's
+        by_reboot.append(live[0])
+    elif live:
+        # A batch's live applies side by side, as its reboots are.
+        applied = each(live, lambda n: _apply_live(tools, n, files[n.host], "--mode=no-reboot"))
+        by_reboot += [n for n, ok in zip(live, applied, strict=True) if not ok]
+        if any(applied):
             live_until = time.monotonic()
-        else:
-            by_reboot.append(node)
     if by_reboot:
         # Each node staged and rebooted at once, a batch's nodes side by side: a failure never
         # leaves a node staged but not rebooted, where any later reboot (a crash, an upgrade)

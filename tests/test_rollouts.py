@@ -582,6 +582,25 @@ def test_a_cluster_change_rolls_as_a_canary_then_control_planes_then_worker_batc
     assert any(a.startswith("--timeout=") and int(a.split("=")[1].removesuffix("m")) > health for a in tried)
 
 
+def test_a_worker_batch_applies_its_live_change_side_by_side(steps: Steps) -> None:
+    """A batch's live applies start together (a batch of hundreds must not take hundreds of apply
+    round trips in a row): with every apply taking a while, the second starts before the first
+    has finished."""
+    roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], LIVE_CHANGE)}
+    slow = 0.5
+    result = roll(steps, roles, configured(slow={"apply-config": slow}), config_env(live=moved(IP)))
+    assert result.code == 0, result.stderr
+    batch = expected_waves(sorted(h for h in IP if ROLE[h] == "worker")[1:], 2)[0]
+    starts = [
+        c["at"]
+        for c in result.calls
+        if "--mode=no-reboot" in c["args"] and HOST[c["args"][c["args"].index("--nodes") + 1]] in batch
+    ]
+    # One live apply per node of the batch (no confirmation: nothing was tried there).
+    assert len(starts) == len(batch) == 2
+    assert abs(starts[1] - starts[0]) < slow
+
+
 def test_a_worker_only_change_starts_with_the_first_worker_as_canary(steps: Steps) -> None:
     roles = {**ROLE_CONFIGS, "worker": changed(ROLE_CONFIGS["worker"], LIVE_CHANGE)}
     workers = sorted(h for h in IP if ROLE[h] == "worker")
