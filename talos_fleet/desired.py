@@ -731,8 +731,8 @@ def _operations(
         **step,
     )
     out = [component, gate]
-    first = plan.bootstrap_node.hostname
-    endpoint = naming.node_lifecycle(cname, first)
+    first_node = plan.bootstrap_node  # once: it looks through every node
+    first, endpoint = first_node.hostname, naming.node_lifecycle(cname, first_node.hostname)
     # The endpoint's lifecycle first: the others read it.
     for node in sorted(plan.nodes, key=lambda n: n.hostname != first):
         host = node.hostname
@@ -755,7 +755,7 @@ def _operations(
                         # several nodes leave at once the endpoint is drained and reset last and
                         # every other removal still reaches the cluster through it.
                         "TALOS_FLEET_CONTROL_PLANE": (
-                            control_plane if host == first else via("Command", endpoint, plan.bootstrap_node.ip)
+                            control_plane if host == first else via("Command", endpoint, first_node.ip)
                         ),
                     },
                     stdin=stdin,
