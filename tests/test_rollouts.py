@@ -696,7 +696,8 @@ def test_a_change_talos_refuses_live_falls_back_to_a_drained_reboot_a_batch_at_a
     result = roll(steps, roles, configured(), config_env(live=moved(workers)))
     assert result.code == 0, result.stderr
     assert node_calls(result, "apply-config", "--mode=try") == workers[:1]
-    assert node_calls(result, "apply-config", "--mode=no-reboot") == workers[1:]
+    # Refused side by side within each batch, batch after batch.
+    assert touched_in_waves(events(result), ("apply no-reboot",)) == expected_waves(workers[1:], 2)
     assert touched_in_waves(events(result), ("reboot",)) == [[workers[0]], *expected_waves(workers[1:], 2)]
     batch = expected_waves(workers[1:], 2)[0]
     order = events(result)
