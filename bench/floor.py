@@ -31,7 +31,7 @@ import pulumi
 
 from talos_fleet import desired
 from talos_fleet.loader import load_pulumi_config
-from tests.harness import FakeTalos, RecordingMonitor, Run
+from tests.harness import Run, run_under_mocks
 
 PROVIDER_PREFIX = "provider:"
 
@@ -86,15 +86,13 @@ def register(state: desired.DesiredState) -> None:
 
 def run_floor(config: Mapping[str, str], secret_keys: list[str] | None = None) -> Run:
     """The floor of run_program(config, secret_keys): load, compute the desired state, register it
-    edge-free under fresh mocks of the same kind; wait for everything."""
-    mocks = FakeTalos()
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project="talos-fleet", stack="test", preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(dict(config), list(secret_keys or []))
+    edge-free under fresh mocks of the same kind (tests/harness.py run_under_mocks, as the
+    program runs); wait for everything."""
 
-    @pulumi.runtime.test
-    def program() -> None:
+    def body() -> None:
         register(desired.desired_state(load_pulumi_config(config, secret_keys or [])))
 
-    program()
-    return Run(monitor, {}, mocks)
+    run, error = run_under_mocks(config, secret_keys, body)
+    if error is not None:
+        raise error
+    return run

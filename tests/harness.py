@@ -334,6 +334,14 @@ def run_failing_program(config: Mapping[str, str], secret_keys: list[str] | None
 
 
 def _run(config: Mapping[str, str], secret_keys: list[str] | None) -> tuple[Run, BaseException | None]:
+    return run_under_mocks(config, secret_keys, lambda: runpy.run_path(str(MAIN), run_name="__main__"))
+
+
+def run_under_mocks(
+    config: Mapping[str, str], secret_keys: list[str] | None, body: Callable[[], object]
+) -> tuple[Run, BaseException | None]:
+    """`body` (the program, or bench/floor.py's edge-free registration) under fresh mocks with
+    the stack's config; exports recorded, every registration waited for."""
     mocks = FakeTalos()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="talos-fleet", stack="test", preview=False, monitor=monitor)
@@ -346,7 +354,7 @@ def _run(config: Mapping[str, str], secret_keys: list[str] | None) -> tuple[Run,
 
     @pulumi.runtime.test
     def program() -> None:
-        runpy.run_path(str(MAIN), run_name="__main__")
+        body()
 
     pulumi.export = record
     error: BaseException | None = None

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bench.__main__ import fleet_config
 from talos_fleet import naming
@@ -25,6 +24,7 @@ from tests.conftest import VALID_STACKS, stack_id
 from tests.fakes import tool as fake
 from tests.harness import Registration, Run, is_secret, mutated_stack, plain, run_program, run_stack_file
 from tests.test_day2 import CA_B64, Result, Steps
+from tests.test_operations import expected_waves
 
 COMMAND = "command:local:Command"
 APPLY = "talos:machine/configurationApply:ConfigurationApply"
@@ -246,19 +246,6 @@ def _events(result: Result, hosts: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def _waves_from_stack(path: Path, cname: str) -> list[list[str]]:
-    """Control planes one by one, then workers in batches, in hostname order (from the file)."""
-    document = yaml.safe_load(path.read_text())["config"]
-    cluster = document["talos-fleet:clusters"][cname]
-    policy = cluster.get("upgrade") or document["talos-fleet:defaults"].get("upgrade") or {}
-    size = policy.get("workerBatchSize", 1)
-    nodes = dict(sorted(cluster["nodes"].items()))
-    workers = [h for h, n in nodes.items() if n["role"] == "worker"]
-    return [[h] for h, n in nodes.items() if n["role"] == "controlplane"] + [
-        sorted(workers[i : i + size]) for i in range(0, len(workers), size)
-    ]
-
-
 def test_a_cluster_patch_on_each_stack_rolls_canary_first_then_wave_by_wave(valid_stack: Path, tmp_path: Path) -> None:
     """The registered inputs before and after a live cluster patch, run as pulumi-command runs
     the config rollout (create, then update with the creation's record): the first control plane
@@ -296,7 +283,7 @@ def test_a_cluster_patch_on_each_stack_rolls_canary_first_then_wave_by_wave(vali
             }
         result = steps.run("roll-config", {**new_env, "PULUMI_COMMAND_STDOUT": created.stdout}, state, stdin=new_stdin)
         assert result.code == 0, result.stderr
-        waves, events = _waves_from_stack(valid_stack, cname), _events(result, hosts)
+        waves, events = expected_waves(valid_stack, cname), _events(result, hosts)
         assert [e for e in events if e[0] in ("cordon", "drain")] == [], "a live change drains nothing"
         # The canary (the first control plane) goes in try mode, confirmed right after the health
         # check that follows it; every other node is applied live.
